@@ -1,0 +1,17 @@
+//! `hook-slinger-worker`: delivers queued webhooks. Run as many as you like.
+
+use hook_slinger::{config::Settings, shutdown, telemetry, worker};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hook-slinger-worker: {e}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    worker::run(settings, shutdown::signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Token authentication: `Authorization: Token <token>` or `Bearer <token>`.
+
+use poem::{http::StatusCode, Request};
+use poem_openapi::{auth::ApiKey, SecurityScheme};
+use subtle::ConstantTimeEq;
+
+use crate::config::ApiTokens;
+
+use super::errors::{json_error, FORBIDDEN, UNAUTHORIZED};
+
+/// A request that carried a valid token.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "Authorization", key_in = "header", checker = "check", rename = "TokenAuth")]
+/// Send `Authorization: Token <API_TOKEN>` (or `Bearer <API_TOKEN>`). In the
+/// Authorize dialog, type the whole value, e.g. `Token my-secret`.
+pub struct TokenAuth(());
+
+async fn check(req: &Request, key: ApiKey) -> poem::Result<()> {
+    let tokens =
+        req.data::<ApiTokens>().ok_or_else(|| json_error(StatusCode::INTERNAL_SERVER_ERROR, "no tokens configured"))?;
+    let Some(presented) = parse_header(&key.key) else {
+        return Err(json_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED));
+    };
+    // Check every token, so the time taken does not tell which one was close.
+    let ok = tokens.as_slice().iter().fold(false, |acc, t| acc | constant_time_eq(presented.as_bytes(), t.as_bytes()));
+    if ok {
+        Ok(())
+    } else {
+        Err(json_error(StatusCode::FORBIDDEN, FORBIDDEN))
+    }
+}
+
+/// The token from `Token <t>` or `Bearer <t>` (scheme case-insensitive).
+fn parse_header(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        .then_some(token)
+        .filter(|t| !t.is_empty())
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_schemes_parse() {
+        assert_eq!(parse_header("Token abc"), Some("abc"));
+        assert_eq!(parse_header("bearer abc"), Some("abc"));
+        assert_eq!(parse_header("Basic abc"), None);
+        assert_eq!(parse_header("Token "), None);
+        assert_eq!(parse_header("abc"), None);
+    }
+
+    #[test]
+    fn comparison_is_exact() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,126 @@
+//! The HTTP API (`hook-slinger-app`): accepts jobs, reports on them,
+//! requeues failures, and documents itself at `/docs`.
+
+mod auth;
+mod body;
+mod errors;
+mod health;
+mod hooks;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use poem::{
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::{NormalizePath, Tracing, TrailingSlash},
+    EndpointExt, IntoEndpoint, Route, Server,
+};
+use poem_openapi::OpenApiService;
+
+use crate::{
+    config::{ConfigError, Settings, MISSING_TOKEN},
+    queue::{self, Queue},
+    service::HookService,
+    store::{self, JobStore},
+};
+
+pub use auth::constant_time_eq;
+pub use errors::ErrorBody;
+
+/// The app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A required setting is missing.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The Redis URL is unusable.
+    #[error("could not set up the redis connection")]
+    Redis(#[from] redis::RedisError),
+    /// The port could not be bound.
+    #[error("could not listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run API server.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    service: HookService,
+    settings: Settings,
+}
+
+impl Application {
+    /// Binds the listener and wires the routes; nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        if settings.api.tokens.is_none() {
+            return Err(ConfigError::Missing(MISSING_TOKEN).into());
+        }
+        let conn = store::connect(&settings.redis)?;
+        let store = JobStore::new(conn.clone(), &settings.redis.queue);
+        let queue = Queue::new(conn, queue::apalis_config(&settings));
+        let service = HookService::new(store, queue, settings.redis.response_timeout);
+        let addr = SocketAddr::new(settings.api.host, settings.api.port);
+        let acceptor =
+            TcpListener::bind(addr).into_acceptor().await.map_err(|source| StartError::Bind { addr, source })?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .unwrap_or(settings.api.port);
+        Ok(Self { acceptor, port, service, settings })
+    }
+
+    /// The port actually bound (useful with `APP_PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then finishes open requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %format!("{}:{}", self.settings.api.host, self.port), docs = "/docs", "app listening");
+        let app = routes(&self.settings, self.service);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+/// The OpenAPI document, for tools that want it without a server.
+pub fn openapi_spec() -> String {
+    api_service().spec()
+}
+
+fn api_service() -> OpenApiService<(hooks::HooksApi, health::HealthApi), ()> {
+    OpenApiService::new((hooks::HooksApi, health::HealthApi), "Hook Slinger", env!("CARGO_PKG_VERSION")).description(
+        "Send webhooks reliably. POST a job with a target URL and a JSON payload; it is answered \
+             with 202 at once and delivered in the background, retried with backoff until it succeeds \
+             or runs out of retries. Authorize with `Token <API_TOKEN>`.",
+    )
+}
+
+fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
+    let api = api_service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let tokens = settings.api.tokens.clone().expect("checked in build");
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .data(service)
+        .data(tokens)
+        .data(body::BodyLimit(settings.api.max_payload_bytes))
+        .catch_all_error(errors::to_json)
+        // poem's router files `/hook_slinger/` under `/hook_slinger` and then
+        // misses the slashed form; trimming the slash serves both directly
+        // (the original answered one of them with a 307).
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(Tracing)
+        .into_endpoint()
+}

@@ -1,0 +1,357 @@
+//! One typed configuration, read once at start from defaults, `.env` and the
+//! environment, in that order of precedence (environment wins).
+//!
+//! Every variable is parsed into its real type here; a bad value stops the
+//! process with one line per bad variable, so nothing downstream re-checks.
+//! We collect all errors instead of stopping at the first (which is what
+//! `envy` would do) because an operator fixing a deployment wants the whole
+//! list at once.
+
+use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
+
+use crate::delivery::{Backoff, RetryPolicy};
+
+/// Everything the three processes can be configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Redis connection and key namespace.
+    pub redis: RedisSettings,
+    /// The HTTP API (`hook-slinger-app`).
+    pub api: ApiSettings,
+    /// The delivering worker (`hook-slinger-worker`).
+    pub worker: WorkerSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Redis connection settings shared by every process.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// `QUEUE_NAME`: every key we and apalis write starts with it.
+    pub queue: String,
+    /// `REDIS_TIMEOUT` (seconds): how long one Redis command may take before
+    /// it is treated as failed. The redis crate's 500 ms default is fatal
+    /// under load (apalis-redis issue #76), so ours is longer.
+    pub response_timeout: Duration,
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("queue", &self.queue)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+/// API server settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// `APP_HOST`.
+    pub host: IpAddr,
+    /// `APP_PORT` (0 picks a free port, used by tests).
+    pub port: u16,
+    /// `API_TOKEN` and `API_TOKENS`, merged; `None` when neither is set.
+    pub tokens: Option<ApiTokens>,
+    /// `MAX_PAYLOAD_BYTES`: the largest request body accepted.
+    pub max_payload_bytes: usize,
+}
+
+/// The accepted API tokens (at least one, none empty).
+#[derive(Clone)]
+pub struct ApiTokens(Vec<String>);
+
+impl ApiTokens {
+    /// Builds the token list; `None` when it would be empty.
+    pub fn new(tokens: impl IntoIterator<Item = String>) -> Option<Self> {
+        let mut list: Vec<String> = tokens.into_iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        list.dedup();
+        (!list.is_empty()).then_some(Self(list))
+    }
+
+    /// The tokens, for the constant-time comparison in `api::auth`.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiTokens({} configured)", self.0.len())
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `WORKER_CONCURRENCY`: deliveries in flight per worker process.
+    pub concurrency: usize,
+    /// `WORKER_NAME_PREFIX`: the start of this worker's unique name.
+    pub name_prefix: String,
+    /// `HTTP_TIMEOUT` (seconds): the whole outbound request.
+    pub http_timeout: Duration,
+    /// `MAX_RETRIES`, `INTERVAL`, `BACKOFF`.
+    pub retry: RetryPolicy,
+    /// `SHUTDOWN_TIMEOUT` (seconds): how long in-flight deliveries may run
+    /// after SIGTERM before the worker exits anyway.
+    pub shutdown_timeout: Duration,
+    /// `HEARTBEAT_INTERVAL` (seconds). A worker silent for
+    /// `ORPHAN_AFTER` seconds is presumed dead and its jobs go to others.
+    pub heartbeat_interval: Duration,
+    /// `ORPHAN_AFTER` (seconds).
+    pub orphan_after: Duration,
+    /// `WORKER_POLL_INTERVAL_MS`: how often an idle worker looks for work.
+    pub poll_interval: Duration,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `LOG_LEVEL`: a level (`info`) or a full tracing filter directive.
+    pub level: String,
+    /// `LOG_FORMAT`.
+    pub format: LogFormat,
+    /// `LOG_COLOR` (and `NO_COLOR`).
+    pub color: ColorMode,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Coloured, aligned lines for people.
+    Pretty,
+    /// One JSON object per line for log shippers.
+    Json,
+}
+
+/// Whether pretty logs use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorMode {
+    /// Colour when writing to a terminal.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// A configuration that cannot be used; the message names every bad variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// One or more variables have values we cannot use.
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+    /// A variable this process needs is not set.
+    #[error("{0}")]
+    Missing(&'static str),
+}
+
+/// The message the app prints when it has no token to check requests against.
+pub const MISSING_TOKEN: &str = "API_TOKEN is not set: the app refuses to start without a token. \
+Set API_TOKEN (or API_TOKENS, comma-separated, to rotate) in the environment or in .env; \
+see .env.example.";
+
+impl Settings {
+    /// Reads `.env` (if present, without overriding the environment), then
+    /// the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is worth a warning, but
+        // telemetry is not up yet, so say it on stderr.
+        if let Err(e) = dotenvy::dotenv() {
+            if !e.not_found() {
+                eprintln!("warning: could not read .env: {e}");
+            }
+        }
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Parses settings from explicit variables (tests use this; it never
+    /// touches the process environment).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = vars.into_iter().collect();
+        let mut p = Parser { env: &env, problems: Vec::new() };
+
+        let http_timeout = p.seconds("HTTP_TIMEOUT", 30.0);
+        let tokens =
+            ApiTokens::new(p.raw("API_TOKEN").into_iter().chain(
+                p.raw("API_TOKENS").into_iter().flat_map(|s| s.split(',').map(str::to_owned).collect::<Vec<_>>()),
+            ));
+        let backoff = p.parse_with("BACKOFF", Backoff::Linear, |s| match s.to_ascii_lowercase().as_str() {
+            "linear" => Ok(Backoff::Linear),
+            "fixed" => Ok(Backoff::Fixed),
+            _ => Err("expected `linear` or `fixed`".to_owned()),
+        });
+        let concurrency = p.number("WORKER_CONCURRENCY", 64usize);
+        if concurrency == 0 {
+            p.problems.push("WORKER_CONCURRENCY=0: must be at least 1".to_owned());
+        }
+        let interval = p.seconds("INTERVAL", 5.0);
+        let max_retries = p.number("MAX_RETRIES", 3u32);
+        let heartbeat_interval = p.seconds("HEARTBEAT_INTERVAL", 5.0);
+        let orphan_after = p.seconds("ORPHAN_AFTER", 20.0);
+        if orphan_after < heartbeat_interval * 2 {
+            p.problems.push(format!(
+                "ORPHAN_AFTER={}s: must be at least twice HEARTBEAT_INTERVAL ({}s), or live workers look dead",
+                orphan_after.as_secs_f64(),
+                heartbeat_interval.as_secs_f64()
+            ));
+        }
+        let queue = p.string("QUEUE_NAME", "webhook_queue");
+        if queue.is_empty() || queue.contains(char::is_whitespace) {
+            p.problems.push(format!("QUEUE_NAME={queue:?}: must be non-empty and without spaces"));
+        }
+        let no_color = env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
+
+        let settings = Settings {
+            redis: RedisSettings {
+                url: p.string("REDIS_URL", "redis://127.0.0.1:6379"),
+                queue,
+                response_timeout: p.seconds("REDIS_TIMEOUT", 5.0),
+            },
+            api: ApiSettings {
+                host: p.number("APP_HOST", IpAddr::from([0, 0, 0, 0])),
+                port: p.number("APP_PORT", 5000u16),
+                tokens,
+                max_payload_bytes: p.number("MAX_PAYLOAD_BYTES", 1024 * 1024usize),
+            },
+            worker: WorkerSettings {
+                concurrency: concurrency.max(1),
+                name_prefix: p.string("WORKER_NAME_PREFIX", "hook-slinger-worker"),
+                http_timeout,
+                retry: RetryPolicy { max_retries, interval, backoff },
+                shutdown_timeout: p.seconds("SHUTDOWN_TIMEOUT", http_timeout.as_secs_f64() + 5.0),
+                heartbeat_interval,
+                orphan_after,
+                poll_interval: Duration::from_millis(p.number("WORKER_POLL_INTERVAL_MS", 100u64).max(1)),
+            },
+            log: LogSettings {
+                level: p.string("LOG_LEVEL", "info"),
+                format: p.parse_with("LOG_FORMAT", LogFormat::Pretty, |s| match s.to_ascii_lowercase().as_str() {
+                    "pretty" | "text" | "human" => Ok(LogFormat::Pretty),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err("expected `pretty` or `json`".to_owned()),
+                }),
+                color: if no_color {
+                    ColorMode::Never
+                } else {
+                    p.parse_with("LOG_COLOR", ColorMode::Auto, |s| match s.to_ascii_lowercase().as_str() {
+                        "auto" => Ok(ColorMode::Auto),
+                        "always" | "true" | "1" => Ok(ColorMode::Always),
+                        "never" | "false" | "0" => Ok(ColorMode::Never),
+                        _ => Err("expected `auto`, `always` or `never`".to_owned()),
+                    })
+                },
+            },
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
+            p.problems.push(format!("LOG_LEVEL={:?}: {e}", settings.log.level));
+        }
+        if let Err(e) = redis::Client::open(settings.redis.url.as_str()) {
+            p.problems.push(format!("REDIS_URL={:?}: {e}", redact_url(&settings.redis.url)));
+        }
+        if p.problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid(p.problems))
+        }
+    }
+}
+
+struct Parser<'a> {
+    env: &'a HashMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl Parser<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        self.env.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse_with<T>(&mut self, name: &str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(v) => parse(&v).unwrap_or_else(|why| {
+                self.problems.push(format!("{name}={v:?}: {why}"));
+                default
+            }),
+        }
+    }
+
+    fn number<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        self.parse_with(name, default, |s| s.parse::<T>().map_err(|e| e.to_string()))
+    }
+
+    /// Seconds, fractions allowed (`INTERVAL=0.2` is handy in tests).
+    fn seconds(&mut self, name: &str, default: f64) -> Duration {
+        let secs = self.parse_with(name, default, |s| match s.parse::<f64>() {
+            Ok(v) if (0.0..=31_536_000.0).contains(&v) => Ok(v),
+            Ok(_) => Err("expected a number of seconds between 0 and one year".to_owned()),
+            Err(e) => Err(format!("expected a number of seconds: {e}")),
+        });
+        Duration::from_secs_f64(secs)
+    }
+}
+
+/// Hides the password in a Redis URL for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.api.port, 5000);
+        assert_eq!(s.redis.queue, "webhook_queue");
+        assert_eq!(s.worker.http_timeout, Duration::from_secs(30));
+        assert_eq!(s.worker.retry.max_retries, 3);
+        assert_eq!(s.worker.retry.interval, Duration::from_secs(5));
+        assert_eq!(s.worker.retry.backoff, Backoff::Linear);
+        assert!(s.api.tokens.is_none());
+    }
+
+    #[test]
+    fn every_bad_variable_is_named() {
+        let err = Settings::from_vars(vars(&[("APP_PORT", "seventy"), ("INTERVAL", "-1"), ("BACKOFF", "random")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("APP_PORT"), "{err}");
+        assert!(err.contains("INTERVAL"), "{err}");
+        assert!(err.contains("BACKOFF"), "{err}");
+    }
+
+    #[test]
+    fn tokens_merge_single_and_list() {
+        let s = Settings::from_vars(vars(&[("API_TOKEN", "a"), ("API_TOKENS", "b, c,,")])).unwrap();
+        assert_eq!(s.api.tokens.unwrap().as_slice(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn redis_password_is_redacted() {
+        assert_eq!(redact_url("redis://:hunter2@host:6379"), "redis://:***@host:6379");
+    }
+}

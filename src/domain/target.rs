@@ -1,0 +1,93 @@
+use std::fmt;
+
+/// Where a webhook is POSTed: an absolute `http` or `https` URL with a host.
+///
+/// The original accepted `ftp://` and failed later in the worker; we refuse
+/// anything we could not deliver, at the door.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TargetUrl(url::Url);
+
+/// Why a target URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetUrlError {
+    /// Not an absolute URL at all.
+    #[error("not an absolute URL")]
+    Unparsable,
+    /// A scheme other than http or https.
+    #[error("scheme must be http or https")]
+    Scheme,
+    /// No host part.
+    #[error("URL has no host")]
+    NoHost,
+    /// User info in the URL would leak credentials into logs; use `to_auth`.
+    #[error("credentials in the URL are not allowed; send them with to_auth")]
+    Credentials,
+}
+
+impl TargetUrl {
+    /// Parses and checks a target URL.
+    pub fn parse(raw: &str) -> Result<Self, TargetUrlError> {
+        let url = url::Url::parse(raw.trim()).map_err(|_| TargetUrlError::Unparsable)?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(TargetUrlError::Scheme);
+        }
+        match url.host_str() {
+            Some(h) if !h.is_empty() => {}
+            _ => return Err(TargetUrlError::NoHost),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(TargetUrlError::Credentials);
+        }
+        Ok(Self(url))
+    }
+
+    /// The URL.
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The host, for logs and listings.
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
+    }
+}
+
+impl TryFrom<String> for TargetUrl {
+    type Error = TargetUrlError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TargetUrl> for String {
+    fn from(t: TargetUrl) -> Self {
+        t.0.into()
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_http_https_ipv6_and_dotless_hosts() {
+        for ok in ["http://example.com/hook", "https://a.b:8443/x?y=1", "http://[::1]:8080/", "http://receiver:9000/"] {
+            assert!(TargetUrl::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_delivered() {
+        assert_eq!(TargetUrl::parse("ftp://example.com/"), Err(TargetUrlError::Scheme));
+        assert_eq!(TargetUrl::parse("example.com/hook"), Err(TargetUrlError::Unparsable));
+        assert_eq!(TargetUrl::parse("/relative"), Err(TargetUrlError::Unparsable));
+        assert_eq!(TargetUrl::parse("http://user:pw@example.com/"), Err(TargetUrlError::Credentials));
+    }
+}

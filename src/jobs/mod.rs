@@ -1,0 +1,228 @@
+//! What a job is once accepted: its stored spec, its state machine, its
+//! attempt log, and the task that travels through the apalis queue.
+//!
+//! These types are a wire format shared by the app, the worker and the
+//! monitor; change them only in backwards-compatible ways (new optional
+//! fields, new enum variants), because records written by an older version
+//! are still in Redis when a newer one reads them.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::{JobId, Label, NewJob, TargetUrl};
+
+/// Where a job is in its life.
+///
+/// ```text
+/// queued ──> delivering ──> succeeded
+///   ^            │  ^
+///   │            v  │
+///   │        scheduled (retry at next_attempt_at)
+///   │            │
+///   └─ requeue ─ failed (after the last retry)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker is sending it now.
+    Delivering,
+    /// Waiting for its next attempt at `next_attempt_at`.
+    Scheduled,
+    /// A 2xx answer was received.
+    Succeeded,
+    /// Every attempt of the current cycle failed; waits for a requeue.
+    Failed,
+}
+
+impl JobState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [JobState; 5] = [Self::Queued, Self::Delivering, Self::Scheduled, Self::Succeeded, Self::Failed];
+
+    /// The name used in Redis keys, JSON and URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delivering => "delivering",
+            Self::Scheduled => "scheduled",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// True once nothing more will happen without a person acting.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state name that is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown job state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// The immutable part of a job: what to send where. Stored once, as JSON,
+/// when the job is accepted.
+///
+/// A job names its destination directly today. When registered endpoints
+/// arrive, a job will also carry the endpoint and event it was fanned out
+/// from; those become new optional fields here and new indexes in
+/// `store`, without touching existing records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Format version of this record.
+    pub v: u8,
+    /// Where to POST.
+    pub to_url: TargetUrl,
+    /// Outbound `Authorization` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_auth: Option<String>,
+    /// Optional group label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Label>,
+    /// Optional tag label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Label>,
+    /// The JSON object POSTed.
+    pub payload: Map<String, Value>,
+}
+
+impl JobSpec {
+    /// The current record format.
+    pub const VERSION: u8 = 1;
+}
+
+impl From<NewJob> for JobSpec {
+    fn from(job: NewJob) -> Self {
+        Self {
+            v: Self::VERSION,
+            to_url: job.to_url,
+            to_auth: job.to_auth,
+            group: job.group,
+            tag: job.tag,
+            payload: job.payload,
+        }
+    }
+}
+
+/// One delivery attempt, as recorded in the job's attempt log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1-based number over the job's whole life (requeues continue it).
+    pub attempt: u32,
+    /// Which retry cycle this attempt belongs to (0 before any requeue).
+    pub cycle: u32,
+    /// When the request started.
+    pub started_at: DateTime<Utc>,
+    /// How long until the answer or the error.
+    pub duration_ms: u64,
+    /// The receiver's HTTP status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What went wrong, when it did (never contains the payload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The worker that made the attempt.
+    pub worker: String,
+}
+
+/// A job as stored: its spec, where it is, and what happened so far.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: JobId,
+    /// What to send where.
+    pub spec: JobSpec,
+    /// Current state.
+    pub state: JobState,
+    /// When the job was accepted.
+    pub created_at: DateTime<Utc>,
+    /// Last state change.
+    pub updated_at: DateTime<Utc>,
+    /// Attempts made over the job's whole life.
+    pub attempts: u32,
+    /// Retry cycle: 0, then +1 on each requeue.
+    pub cycle: u32,
+    /// Attempts made in the current cycle.
+    pub cycle_attempts: u32,
+    /// When the next attempt is due (state `scheduled`).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last HTTP status received.
+    pub last_status: Option<u16>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<Attempt>,
+}
+
+/// What travels through the apalis queue: only a pointer into our job
+/// record, never the payload, so the queue stays small and the record stays
+/// the single source of truth.
+///
+/// `cycle` and `attempt` make every queue task unique and let the handler
+/// recognise a stale or duplicated task (one whose attempt was already
+/// made) and skip it: handlers are idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum QueueTask {
+    /// Make attempt number `attempt` (1-based within `cycle`) of `job_id`.
+    DeliverV1 {
+        /// The job.
+        job_id: JobId,
+        /// The retry cycle this attempt belongs to.
+        cycle: u32,
+        /// The attempt number within the cycle.
+        attempt: u32,
+    },
+}
+
+impl QueueTask {
+    /// The apalis task id: unique per attempt, deterministic so that pushing
+    /// the same attempt twice is a no-op in apalis-redis (`HSETNX`).
+    pub fn task_id(&self) -> String {
+        match self {
+            Self::DeliverV1 { job_id, cycle, attempt } => format!("{job_id}.{cycle}.{attempt}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_task_wire_format_is_stable() {
+        let id = JobId::parse("g_6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11").unwrap();
+        let task = QueueTask::DeliverV1 { job_id: id, cycle: 1, attempt: 2 };
+        let json = serde_json::to_string(&task).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"DeliverV1","job_id":"g_6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11","cycle":1,"attempt":2}"#
+        );
+        assert_eq!(task.task_id(), "g_6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11.1.2");
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for st in JobState::ALL {
+            assert_eq!(st.as_str().parse::<JobState>().unwrap(), st);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+-- Records one attempt and moves the job to its next state in one step, so
+-- the attempt log, the state indexes and the retry schedule never disagree.
+-- ARGV: prefix, id, cycle, attempt, now (ms), next state, attempt JSON,
+--       last status ('' = none), last error ('' = none), next attempt (ms, '' = none).
+-- Returns 1, or 0 when the attempt is not the one this job is waiting for.
+local p, id = ARGV[1], ARGV[2]
+local key = p .. 'job:' .. id
+local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'created_at')
+if h[1] ~= 'delivering' or tonumber(h[2]) ~= tonumber(ARGV[3])
+   or tonumber(h[3]) ~= tonumber(ARGV[4]) - 1 then
+  return 0
+end
+local nxt = ARGV[6]
+redis.call('RPUSH', key .. ':log', ARGV[7])
+redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('HSET', key, 'cycle_attempts', ARGV[4], 'state', nxt, 'updated_at', ARGV[5])
+redis.call('HDEL', key, 'worker')
+if ARGV[8] ~= '' then redis.call('HSET', key, 'last_status', ARGV[8]) else redis.call('HDEL', key, 'last_status') end
+if ARGV[9] ~= '' then redis.call('HSET', key, 'last_error', ARGV[9]) else redis.call('HDEL', key, 'last_error') end
+redis.call('ZREM', p .. 'state:delivering', id)
+redis.call('ZADD', p .. 'state:' .. nxt, h[4], id)
+if nxt == 'scheduled' then
+  redis.call('HSET', key, 'next_attempt_at', ARGV[10])
+  redis.call('ZADD', p .. 'due', ARGV[10], id)
+else
+  redis.call('HSET', key, 'finished_at', ARGV[5])
+end
+return 1

@@ -1,0 +1,339 @@
+//! Our job records in Redis: the source of truth for every job's state,
+//! attempt log and retry schedule, shared by the app, the worker and the
+//! monitor.
+//!
+//! apalis-redis keeps only a last error, no creation or next-run time, and
+//! its listing is broken (APALIS.md #3), so the queue carries pointers and
+//! the records live here. Layout, under `<QUEUE_NAME>:hs:`:
+//!
+//! | key                   | type | holds                                           |
+//! |-----------------------|------|-------------------------------------------------|
+//! | `job:<id>`            | hash | spec JSON, state, counters, times, last result  |
+//! | `job:<id>:log`        | list | one JSON [`Attempt`] per attempt                |
+//! | `all`                 | zset | every job, scored by creation time (ms)         |
+//! | `state:<state>`       | zset | jobs in that state, scored by creation time     |
+//! | `due`                 | zset | `scheduled` jobs, scored by next attempt (ms)   |
+//!
+//! The sorted-set indexes let a reader page through any state newest-first
+//! with `ZRANGE ... BYSCORE REV LIMIT`, in O(log n + page) whatever the
+//! total, so nothing ever scans. Every state change is one Lua script that
+//! moves the job between indexes atomically.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::{aio::ConnectionManager, AsyncCommands, Script};
+
+use crate::{
+    config::RedisSettings,
+    domain::JobId,
+    jobs::{Attempt, JobRecord, JobSpec, JobState, QueueTask},
+};
+
+/// A Redis operation failed or returned something we cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis could not be reached or answered with an error.
+    #[error("redis is unavailable")]
+    Redis(#[from] redis::RedisError),
+    /// A stored record did not parse; it was written by something else.
+    #[error("job record {id} is corrupt: {why}")]
+    Corrupt {
+        /// The job.
+        id: String,
+        /// What did not parse.
+        why: String,
+    },
+    /// A value could not be encoded.
+    #[error("could not encode a job record")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The answer to a worker asking to make an attempt.
+#[derive(Debug)]
+pub enum Claim {
+    /// Go ahead; here is what to send.
+    Ready {
+        /// What to send where.
+        spec: Box<JobSpec>,
+        /// Attempts made before this one, over the job's whole life.
+        attempts_before: u32,
+    },
+    /// That attempt was made already or the job moved on: skip the task.
+    Stale(JobState),
+    /// No such job (it expired or was deleted): skip the task.
+    Missing,
+}
+
+/// What happened to a requeue request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// A fresh retry cycle starts now.
+    Requeued,
+    /// Only failed jobs can be requeued; the job is in this state.
+    NotFailed(JobState),
+    /// No such job.
+    Missing,
+}
+
+/// Where a finished attempt leaves the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Delivered.
+    Succeeded,
+    /// Try again at this time.
+    RetryAt(DateTime<Utc>),
+    /// Out of retries.
+    Failed,
+}
+
+/// Handle on the job records; cheap to clone (one multiplexed connection).
+#[derive(Clone)]
+pub struct JobStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+struct Scripts {
+    create: Script,
+    discard: Script,
+    claim: Script,
+    finish: Script,
+    requeue: Script,
+    lease_due: Script,
+}
+
+static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+    create: Script::new(include_str!("lua/create.lua")),
+    discard: Script::new(include_str!("lua/discard.lua")),
+    claim: Script::new(include_str!("lua/claim.lua")),
+    finish: Script::new(include_str!("lua/finish.lua")),
+    requeue: Script::new(include_str!("lua/requeue.lua")),
+    lease_due: Script::new(include_str!("lua/lease_due.lua")),
+});
+
+/// Builds the one kind of Redis connection every process uses: lazy (a
+/// process starts even while Redis is down and answers 503 until it is
+/// back), reconnecting forever, and with a response timeout long enough for
+/// load (the redis crate's 500 ms default is fatal under load:
+/// apalis-redis issue #76, APALIS.md #6).
+pub fn connect(settings: &RedisSettings) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(settings.url.as_str())?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(settings.response_timeout))
+        .set_connection_timeout(Some(settings.response_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    client.get_connection_manager_lazy(config)
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl JobStore {
+    /// A store for the queue named in `settings`.
+    pub fn new(conn: ConnectionManager, queue: &str) -> Self {
+        Self { conn, prefix: format!("{queue}:hs:") }
+    }
+
+    /// The connection, for the other Redis users in this process.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    fn job_key(&self, id: &str) -> String {
+        format!("{}job:{id}", self.prefix)
+    }
+
+    /// The key of a state index (for the monitor and tests).
+    pub fn state_key(&self, state: JobState) -> String {
+        format!("{}state:{}", self.prefix, state.as_str())
+    }
+
+    /// Answers when Redis answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Stores new jobs in state `queued`, in one round trip.
+    #[tracing::instrument(skip_all, fields(jobs = jobs.len()))]
+    pub async fn create(&self, jobs: &[(JobId, &JobSpec)], now: DateTime<Utc>) -> Result<u32, StoreError> {
+        let mut inv = SCRIPTS.create.prepare_invoke();
+        inv.arg(&self.prefix).arg(ms(now));
+        for (id, spec) in jobs {
+            inv.arg(id.as_str()).arg(serde_json::to_string(spec)?);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Removes a job that was stored but never queued (the enqueue failed).
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn discard(&self, id: &JobId) -> Result<bool, StoreError> {
+        let n: i32 = SCRIPTS.discard.arg(&self.prefix).arg(id.as_str()).invoke_async(&mut self.conn.clone()).await?;
+        Ok(n == 1)
+    }
+
+    /// Reads a job with its attempt log.
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let key = self.job_key(id.as_str());
+        let (fields, log): (std::collections::HashMap<String, String>, Vec<String>) =
+            redis::pipe().hgetall(&key).lrange(format!("{key}:log"), 0, -1).query_async(&mut self.conn.clone()).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |why: String| StoreError::Corrupt { id: id.to_string(), why };
+        let num = |name: &str| -> Option<i64> { fields.get(name).and_then(|v| v.parse().ok()) };
+        let spec: JobSpec = serde_json::from_str(fields.get("spec").map(String::as_str).unwrap_or_default())
+            .map_err(|e| corrupt(format!("spec: {e}")))?;
+        let state: JobState = fields
+            .get("state")
+            .map(String::as_str)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: crate::jobs::UnknownState| corrupt(e.to_string()))?;
+        let attempt_log = log
+            .iter()
+            .map(|entry| serde_json::from_str::<Attempt>(entry))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(format!("attempt log: {e}")))?;
+        Ok(Some(JobRecord {
+            id: id.clone(),
+            spec,
+            state,
+            created_at: from_ms(num("created_at").unwrap_or_default()),
+            updated_at: from_ms(num("updated_at").unwrap_or_default()),
+            attempts: num("attempts").unwrap_or_default() as u32,
+            cycle: num("cycle").unwrap_or_default() as u32,
+            cycle_attempts: num("cycle_attempts").unwrap_or_default() as u32,
+            next_attempt_at: num("next_attempt_at").map(from_ms),
+            last_status: num("last_status").map(|s| s as u16),
+            last_error: fields.get("last_error").cloned(),
+            attempt_log,
+        }))
+    }
+
+    /// Takes an attempt for a worker; see [`Claim`].
+    #[tracing::instrument(skip_all, fields(job_id = %id, cycle, attempt))]
+    pub async fn claim(&self, id: &JobId, cycle: u32, attempt: u32, worker: &str) -> Result<Claim, StoreError> {
+        let reply: Vec<String> = SCRIPTS
+            .claim
+            .arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(cycle)
+            .arg(attempt)
+            .arg(worker)
+            .arg(ms(Utc::now()))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let corrupt = |why: String| StoreError::Corrupt { id: id.to_string(), why };
+        match reply.as_slice() {
+            [ok, spec, attempts] if ok == "ok" => Ok(Claim::Ready {
+                spec: Box::new(serde_json::from_str(spec).map_err(|e| corrupt(format!("spec: {e}")))?),
+                attempts_before: attempts.parse().unwrap_or_default(),
+            }),
+            [stale, state] if stale == "stale" => {
+                Ok(Claim::Stale(state.parse().map_err(|e: crate::jobs::UnknownState| corrupt(e.to_string()))?))
+            }
+            _ => Ok(Claim::Missing),
+        }
+    }
+
+    /// Records an attempt and moves the job on. Returns false when the job
+    /// was not waiting for this attempt (a duplicate task finished first).
+    #[tracing::instrument(skip_all, fields(job_id = %id, attempt = record.attempt))]
+    pub async fn finish(
+        &self,
+        id: &JobId,
+        cycle_attempt: u32,
+        record: &Attempt,
+        next: NextStep,
+    ) -> Result<bool, StoreError> {
+        let (state, next_at) = match next {
+            NextStep::Succeeded => (JobState::Succeeded, String::new()),
+            NextStep::Failed => (JobState::Failed, String::new()),
+            NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string()),
+        };
+        let n: i32 = SCRIPTS
+            .finish
+            .arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(record.cycle)
+            .arg(cycle_attempt)
+            .arg(ms(Utc::now()))
+            .arg(state.as_str())
+            .arg(serde_json::to_string(record)?)
+            .arg(record.status.map(|s| s.to_string()).unwrap_or_default())
+            .arg(record.error.as_deref().unwrap_or_default())
+            .arg(next_at)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Starts a fresh retry cycle for a failed job; see [`Requeue`].
+    #[tracing::instrument(skip_all, fields(job_id = %id))]
+    pub async fn requeue(&self, id: &JobId) -> Result<Requeue, StoreError> {
+        let reply: String = SCRIPTS
+            .requeue
+            .arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(ms(Utc::now()))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match reply.as_str() {
+            "ok" => Requeue::Requeued,
+            "missing" => Requeue::Missing,
+            other => Requeue::NotFailed(other.parse().map_err(|e: crate::jobs::UnknownState| StoreError::Corrupt {
+                id: id.to_string(),
+                why: e.to_string(),
+            })?),
+        })
+    }
+
+    /// Leases up to `limit` jobs whose next attempt is due and returns the
+    /// queue tasks that make those attempts.
+    pub async fn lease_due(&self, limit: usize, lease: Duration) -> Result<Vec<QueueTask>, StoreError> {
+        let flat: Vec<String> = SCRIPTS
+            .lease_due
+            .arg(&self.prefix)
+            .arg(ms(Utc::now()))
+            .arg(limit)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(flat
+            .chunks_exact(3)
+            .filter_map(|c| {
+                Some(QueueTask::DeliverV1 {
+                    job_id: JobId::parse(&c[0]).ok()?,
+                    cycle: c[1].parse().ok()?,
+                    attempt: c[2].parse().ok()?,
+                })
+            })
+            .collect())
+    }
+
+    /// How many jobs are in each state.
+    pub async fn counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let mut pipe = redis::pipe();
+        for st in JobState::ALL {
+            pipe.zcard(self.state_key(st));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(JobState::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// The ids in a state, newest first (used by tests now, the monitor later).
+    pub async fn ids_in_state(&self, state: JobState, limit: isize) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.zrevrange(self.state_key(state), 0, limit - 1).await?)
+    }
+}

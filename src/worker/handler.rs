@@ -1,0 +1,98 @@
+//! One queue task: claim the attempt, send, record, schedule what is next.
+
+use std::{sync::Arc, time::Instant};
+
+use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use chrono::Utc;
+
+use crate::{
+    delivery::Outcome,
+    jobs::{Attempt, QueueTask},
+    store::{Claim, NextStep},
+};
+
+use super::Runtime;
+
+/// The apalis handler. Delivery failures never become handler errors: our
+/// retry schedule lives in our records (`store`), because apalis-redis
+/// 1.0.0 re-runs every failed task at `now + attempt` seconds up to 25
+/// times whatever the policy says (WORKAROUND(apalis-redis 1.0.0,
+/// APALIS.md #1)). Only infrastructure errors (Redis) are returned, so
+/// apalis runs the task again; the claim step makes that safe.
+///
+/// The attempt runs on its own tokio task, so deliveries spread over every
+/// core. (apalis's `.parallelize(tokio::spawn)` does the same, but its
+/// executor bound trips the compiler's higher-ranked lifetime inference
+/// once the worker future must be `Send`.)
+pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+    let rt = Arc::clone(&rt);
+    let name = worker.name().to_owned();
+    tokio::spawn(attempt(task, rt, name)).await?
+}
+
+#[tracing::instrument(name = "deliver", skip_all, fields(job_id, attempt))]
+async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<(), BoxDynError> {
+    let QueueTask::DeliverV1 { job_id, cycle, attempt } = task;
+    let span = tracing::Span::current();
+    span.record("job_id", tracing::field::display(&job_id));
+    span.record("attempt", attempt);
+
+    let (spec, attempts_before) = match rt.store.claim(&job_id, cycle, attempt, &worker).await? {
+        Claim::Ready { spec, attempts_before } => (spec, attempts_before),
+        Claim::Stale(state) => {
+            tracing::debug!(%state, "skipping a task whose attempt was already made");
+            return Ok(());
+        }
+        Claim::Missing => {
+            tracing::debug!("skipping a task for a job that no longer exists");
+            return Ok(());
+        }
+    };
+
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let outcome = rt.deliverer.send(&job_id, &spec).await;
+    let duration = clock.elapsed();
+    let record = Attempt {
+        attempt: attempts_before + 1,
+        cycle,
+        started_at,
+        duration_ms: duration.as_millis() as u64,
+        status: outcome.status(),
+        error: outcome.error(),
+        worker,
+    };
+    let host = spec.to_url.host();
+    let next = match &outcome {
+        Outcome::Delivered { .. } => NextStep::Succeeded,
+        _ => match rt.retry.after_failure(attempt) {
+            Some(wait) => NextStep::RetryAt(Utc::now() + wait),
+            None => NextStep::Failed,
+        },
+    };
+    if !rt.store.finish(&job_id, attempt, &record, next).await? {
+        tracing::debug!("attempt already recorded by a duplicate task");
+        return Ok(());
+    }
+    let status = outcome.status().map(i64::from).unwrap_or(-1);
+    let ms = record.duration_ms;
+    match next {
+        NextStep::Succeeded => tracing::info!(host, status, duration_ms = ms, "delivered"),
+        NextStep::RetryAt(at) => tracing::warn!(
+            host,
+            status,
+            duration_ms = ms,
+            error = record.error.as_deref().unwrap_or(""),
+            retry_in_ms = (at - Utc::now()).num_milliseconds().max(0),
+            "attempt failed; retry scheduled"
+        ),
+        NextStep::Failed => tracing::error!(
+            host,
+            status,
+            duration_ms = ms,
+            error = record.error.as_deref().unwrap_or(""),
+            "attempt failed; out of retries, job failed"
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The worker process: consumes attempts from the apalis queue, delivers
+//! them, records the outcome and schedules retries, until told to stop.
+//!
+//! Three things run side by side:
+//! - the apalis worker, restarted with a fresh name whenever it dies
+//!   (a Redis disconnect ends apalis's `run()`: APALIS.md #6);
+//! - the scheduler, which puts due retries on the queue and keeps apalis's
+//!   scheduled set safe to fetch from (APALIS.md #2);
+//! - the janitor step of the scheduler, which drops finished tasks' queue
+//!   copies (APALIS.md #3).
+
+mod handler;
+mod scheduler;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use apalis_core::backend::ext::BackendExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    delivery::{ClientError, Deliverer},
+    queue::{self, workarounds, Queue, Storage},
+    store::{self, JobStore},
+};
+
+pub use handler::deliver;
+
+/// The worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The Redis URL is unusable.
+    #[error("could not set up the redis connection")]
+    Redis(#[from] redis::RedisError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// What every delivery needs, shared by all in-flight tasks.
+pub struct Runtime {
+    /// Job records.
+    pub store: JobStore,
+    /// The outbound HTTP client.
+    pub deliverer: Deliverer,
+    /// Retry rules.
+    pub retry: crate::delivery::RetryPolicy,
+}
+
+/// Runs a worker until `shutdown` resolves, then lets in-flight deliveries
+/// finish (bounded by `SHUTDOWN_TIMEOUT`) and returns.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WorkerError> {
+    let conn = store::connect(&settings.redis)?;
+    let store = JobStore::new(conn.clone(), &settings.redis.queue);
+    let queue = Queue::new(conn.clone(), queue::apalis_config(&settings));
+    let runtime = Arc::new(Runtime {
+        store: store.clone(),
+        deliverer: Deliverer::new(settings.worker.http_timeout)?,
+        retry: settings.worker.retry,
+    });
+
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new deliveries; finishing those in flight");
+            stop.cancel();
+        });
+    }
+
+    // A backlog that built up while no worker ran must be made safe before
+    // apalis fetches for the first time.
+    scheduler::tick(&store, &queue).await;
+    let scheduler =
+        tokio::spawn(scheduler::run(store.clone(), queue.clone(), settings.worker.poll_interval, stop.clone()));
+
+    let mut run_no = 0u32;
+    while !stop.is_cancelled() {
+        run_no += 1;
+        let name = workarounds::unique_worker_name(&settings.worker.name_prefix, run_no);
+        tracing::info!(worker = %name, concurrency = settings.worker.concurrency, queue = %settings.redis.queue, "worker started");
+        match run_once(&settings, &conn, &queue, &runtime, &name, &stop).await {
+            Ok(()) => break,
+            Err(e) if stop.is_cancelled() => {
+                tracing::warn!(error.message = %e, "worker ended with an error during shutdown");
+                break;
+            }
+            Err(e) => {
+                // WORKAROUND(apalis-redis 1.0.0, APALIS.md #6): a Redis
+                // disconnect ends apalis's run loop for good; start a new
+                // worker (with a new name, see `unique_worker_name`) once
+                // Redis answers. Tasks the dead one held are recovered by
+                // apalis's orphan detection.
+                tracing::error!(worker = %name, error.message = %e, error.cause_chain = ?e, "worker stopped on an error; restarting");
+                wait_for_redis(&store, &stop).await;
+            }
+        }
+    }
+    stop.cancel();
+    let _ = scheduler.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// One apalis worker's life. Boxed as `Send` so that the worker can run on
+/// any runtime thread (naming the type here also settles the
+/// higher-ranked lifetimes in apalis's builder types for the compiler).
+fn run_once(
+    settings: &Settings,
+    conn: &redis::aio::ConnectionManager,
+    queue: &Queue,
+    runtime: &Arc<Runtime>,
+    name: &str,
+    stop: &CancellationToken,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), apalis_core::error::WorkerError>> + Send>> {
+    // WORKAROUND(apalis-redis 1.0.0, APALIS.md #8): an idle worker only
+    // looks for work at each heartbeat unless told to poll.
+    let backend = Storage::new(conn.clone())
+        .with_config(queue.config().clone())
+        .poll_with_interval(settings.worker.poll_interval);
+    let worker = WorkerBuilder::new(name)
+        .backend(backend)
+        .concurrency(settings.worker.concurrency)
+        .data(runtime.clone())
+        .build(deliver);
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            Ok::<(), apalis_core::error::WorkerError>(())
+        }
+    };
+    let run = worker.run_until(signal);
+    let grace = settings.worker.shutdown_timeout;
+    let stop = stop.clone();
+    Box::pin(async move {
+        tokio::select! {
+            res = run => res,
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                // In-flight tasks stay in this worker's in-flight set; apalis's
+                // orphan recovery hands them to another worker later.
+                tracing::warn!(timeout_s = grace.as_secs_f64(), "shutdown timeout reached with deliveries in flight; leaving them for recovery");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn wait_for_redis(store: &JobStore, stop: &CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        if store.ping().await.is_ok() {
+            return;
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
