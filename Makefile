@@ -1,0 +1,41 @@
+# Hook Slinger. `make run` to try it, `make test` to check it.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run app worker build test lint fmt redis env clean
+
+## run: build, make sure Redis answers, run app + worker in the foreground (Ctrl-C stops)
+run: env build redis
+	@scripts/run.sh
+
+## app / worker: run one process in the foreground
+app: env build redis
+	@target/debug/hook-slinger-app
+worker: env build redis
+	@target/debug/hook-slinger-worker
+
+build:
+	$(CARGO) build --bins
+
+## test: formatting, lints, then every test against the local Redis
+test: redis lint
+	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast; else $(CARGO) test; fi
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+redis:
+	@scripts/ensure-redis.sh
+
+# A first `make run` gets a .env from the example; change its API_TOKEN.
+env:
+	@if [ ! -f .env ]; then cp .env.example .env; echo "Created .env from .env.example: change API_TOKEN in it."; fi
+
+clean:
+	$(CARGO) clean
+
+-include mk/*.mk
