@@ -9,7 +9,10 @@
 
 use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 
-use crate::delivery::{Backoff, RetryPolicy};
+use crate::{
+    delivery::{Backoff, RetryPolicy},
+    store::Retention,
+};
 
 /// Everything the three processes can be configured with.
 #[derive(Debug, Clone)]
@@ -22,6 +25,38 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Logging.
     pub log: LogSettings,
+    /// How long finished jobs are kept.
+    pub retention: Retention,
+    /// The monitor (`hook-slinger-monitor`).
+    pub monitor: MonitorSettings,
+}
+
+/// Monitor settings. Whether the combination is safe (credentials, or
+/// loopback with auth explicitly off) is decided when the monitor starts.
+#[derive(Clone)]
+pub struct MonitorSettings {
+    /// `MONITOR_HOST`.
+    pub host: IpAddr,
+    /// `MONITOR_PORT` (0 picks a free port, used by tests).
+    pub port: u16,
+    /// `MONITOR_USER`.
+    pub user: Option<String>,
+    /// `MONITOR_PASSWORD`.
+    pub password: Option<String>,
+    /// `MONITOR_AUTH=off`: run without login (only allowed on loopback).
+    pub auth_off: bool,
+}
+
+impl fmt::Debug for MonitorSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("auth_off", &self.auth_off)
+            .finish()
+    }
 }
 
 /// Redis connection settings shared by every process.
@@ -205,8 +240,25 @@ impl Settings {
             p.problems.push(format!("QUEUE_NAME={queue:?}: must be non-empty and without spaces"));
         }
         let no_color = env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let retention = Retention {
+            succeeded: p.seconds("RETENTION_SUCCEEDED", 86_400.0),
+            failed: p.seconds("RETENTION_FAILED", 7.0 * 86_400.0),
+        };
+        let monitor = MonitorSettings {
+            host: p.number("MONITOR_HOST", IpAddr::from([0, 0, 0, 0])),
+            port: p.number("MONITOR_PORT", 8899u16),
+            user: p.raw("MONITOR_USER"),
+            password: p.raw("MONITOR_PASSWORD"),
+            auth_off: p.parse_with("MONITOR_AUTH", false, |s| match s.to_ascii_lowercase().as_str() {
+                "off" | "false" | "0" | "no" => Ok(true),
+                "on" | "true" | "1" | "yes" => Ok(false),
+                _ => Err("expected `on` or `off`".to_owned()),
+            }),
+        };
 
         let settings = Settings {
+            retention,
+            monitor,
             redis: RedisSettings {
                 url: p.string("REDIS_URL", "redis://127.0.0.1:6379"),
                 queue,

@@ -12,7 +12,16 @@
 //! | `job:<id>:log`        | list | one JSON [`Attempt`] per attempt                |
 //! | `all`                 | zset | every job, scored by creation time (ms)         |
 //! | `state:<state>`       | zset | jobs in that state, scored by creation time     |
+//! | `group:<g>`, `tag:<t>`, `host:<h>` | zset | jobs with that label or destination host, by creation time |
 //! | `due`                 | zset | `scheduled` jobs, scored by next attempt (ms)   |
+//! | `expiry`              | zset | finished jobs, scored by when retention ends    |
+//! | `stats:<unix minute>` | hash | `delivered`, `failed_attempts`, `failed` counts (2 h TTL) |
+//! | `workers`             | zset | worker names, scored by last heartbeat (ms)     |
+//! | `worker:<name>`       | hash | [`WorkerBeat`] fields (TTL: a few heartbeats)   |
+//!
+//! An index per dimension is what lets new dimensions (the endpoint and the
+//! event a job was fanned out from) be added later without touching
+//! existing records.
 //!
 //! The sorted-set indexes let a reader page through any state newest-first
 //! with `ZRANGE ... BYSCORE REV LIMIT`, in O(log n + page) whatever the
@@ -87,11 +96,48 @@ pub enum NextStep {
     Failed,
 }
 
+/// How long finished jobs are kept (`RETENTION_SUCCEEDED`, `RETENTION_FAILED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Kept this long after succeeding.
+    pub succeeded: Duration,
+    /// Kept this long after failing (time for a person to requeue).
+    pub failed: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { succeeded: Duration::from_secs(86_400), failed: Duration::from_secs(7 * 86_400) }
+    }
+}
+
+/// What a worker reports about itself at each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerBeat {
+    /// Unique worker name.
+    pub name: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// When the process started.
+    pub started_at: DateTime<Utc>,
+    /// When this beat was sent.
+    pub last_beat: DateTime<Utc>,
+    /// Deliveries running now.
+    pub in_flight: u64,
+    /// Attempts that succeeded since start.
+    pub delivered: u64,
+    /// Attempts that failed since start.
+    pub failed: u64,
+}
+
 /// Handle on the job records; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
 pub struct JobStore {
     conn: ConnectionManager,
     prefix: String,
+    retention: Retention,
 }
 
 struct Scripts {
@@ -101,6 +147,7 @@ struct Scripts {
     finish: Script,
     requeue: Script,
     lease_due: Script,
+    expire: Script,
 }
 
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
@@ -110,6 +157,7 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
     finish: Script::new(include_str!("lua/finish.lua")),
     requeue: Script::new(include_str!("lua/requeue.lua")),
     lease_due: Script::new(include_str!("lua/lease_due.lua")),
+    expire: Script::new(include_str!("lua/expire.lua")),
 });
 
 /// Builds the one kind of Redis connection every process uses: lazy (a
@@ -136,9 +184,14 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 }
 
 impl JobStore {
-    /// A store for the queue named in `settings`.
-    pub fn new(conn: ConnectionManager, queue: &str) -> Self {
-        Self { conn, prefix: format!("{queue}:hs:") }
+    /// A store for the jobs of queue `queue`.
+    pub fn new(conn: ConnectionManager, queue: &str, retention: Retention) -> Self {
+        Self { conn, prefix: format!("{queue}:hs:"), retention }
+    }
+
+    /// The key prefix (`<QUEUE_NAME>:hs:`), for readers of the indexes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The connection, for the other Redis users in this process.
@@ -168,7 +221,11 @@ impl JobStore {
         let mut inv = SCRIPTS.create.prepare_invoke();
         inv.arg(&self.prefix).arg(ms(now));
         for (id, spec) in jobs {
-            inv.arg(id.as_str()).arg(serde_json::to_string(spec)?);
+            inv.arg(id.as_str())
+                .arg(serde_json::to_string(spec)?)
+                .arg(spec.group.as_ref().map(|l| l.as_str()).unwrap_or_default())
+                .arg(spec.tag.as_ref().map(|l| l.as_str()).unwrap_or_default())
+                .arg(spec.to_url.host());
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
@@ -256,10 +313,12 @@ impl JobStore {
         record: &Attempt,
         next: NextStep,
     ) -> Result<bool, StoreError> {
-        let (state, next_at) = match next {
-            NextStep::Succeeded => (JobState::Succeeded, String::new()),
-            NextStep::Failed => (JobState::Failed, String::new()),
-            NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string()),
+        let now = Utc::now();
+        let keep = |d: Duration| ms(now) + d.as_millis() as i64;
+        let (state, next_at, expires) = match next {
+            NextStep::Succeeded => (JobState::Succeeded, String::new(), keep(self.retention.succeeded)),
+            NextStep::Failed => (JobState::Failed, String::new(), keep(self.retention.failed)),
+            NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string(), 0),
         };
         let n: i32 = SCRIPTS
             .finish
@@ -267,12 +326,14 @@ impl JobStore {
             .arg(id.as_str())
             .arg(record.cycle)
             .arg(cycle_attempt)
-            .arg(ms(Utc::now()))
+            .arg(ms(now))
             .arg(state.as_str())
             .arg(serde_json::to_string(record)?)
             .arg(record.status.map(|s| s.to_string()).unwrap_or_default())
             .arg(record.error.as_deref().unwrap_or_default())
             .arg(next_at)
+            .arg(expires)
+            .arg(now.timestamp() / 60)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)
@@ -319,6 +380,55 @@ impl JobStore {
                 })
             })
             .collect())
+    }
+
+    /// Deletes up to `limit` finished jobs whose retention has run out.
+    pub async fn expire_finished(&self, limit: usize) -> Result<u64, StoreError> {
+        Ok(SCRIPTS.expire.arg(&self.prefix).arg(ms(Utc::now())).arg(limit).invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Records a worker heartbeat. The hash expires after `ttl`, so a worker
+    /// that stops beating disappears by itself; readers treat it as gone
+    /// sooner, from the age of `last_beat`.
+    pub async fn beat(&self, beat: &WorkerBeat, ttl: Duration) -> Result<(), StoreError> {
+        let key = format!("{}worker:{}", self.prefix, beat.name);
+        let now = ms(beat.last_beat);
+        redis::pipe()
+            .hset_multiple(
+                &key,
+                &[
+                    ("host", beat.host.clone()),
+                    ("pid", beat.pid.to_string()),
+                    ("started_at", ms(beat.started_at).to_string()),
+                    ("last_beat", now.to_string()),
+                    ("in_flight", beat.in_flight.to_string()),
+                    ("delivered", beat.delivered.to_string()),
+                    ("failed", beat.failed.to_string()),
+                ],
+            )
+            .ignore()
+            .pexpire(&key, ttl.as_millis() as i64)
+            .ignore()
+            .zadd(format!("{}workers", self.prefix), &beat.name, now)
+            .ignore()
+            // Names whose hash has long expired leave the registry.
+            .zrembyscore(format!("{}workers", self.prefix), "-inf", now - ttl.as_millis() as i64)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a worker from the registry (clean shutdown).
+    pub async fn forget_worker(&self, name: &str) -> Result<(), StoreError> {
+        redis::pipe()
+            .del(format!("{}worker:{name}", self.prefix))
+            .ignore()
+            .zrem(format!("{}workers", self.prefix), name)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// How many jobs are in each state.

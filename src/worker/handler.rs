@@ -1,6 +1,9 @@
 //! One queue task: claim the attempt, send, record, schedule what is next.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use chrono::Utc;
@@ -51,8 +54,13 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
 
     let started_at = Utc::now();
     let clock = Instant::now();
+    rt.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let outcome = rt.deliverer.send(&job_id, &spec).await;
+    rt.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     let duration = clock.elapsed();
+    let counter =
+        if matches!(outcome, Outcome::Delivered { .. }) { &rt.counters.delivered } else { &rt.counters.failed };
+    counter.fetch_add(1, Ordering::Relaxed);
     let record = Attempt {
         attempt: attempts_before + 1,
         cycle,

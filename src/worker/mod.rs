@@ -12,7 +12,11 @@
 mod handler;
 mod scheduler;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
+};
 
 use apalis::prelude::*;
 use apalis_core::backend::ext::BackendExt;
@@ -46,19 +50,34 @@ pub struct Runtime {
     pub deliverer: Deliverer,
     /// Retry rules.
     pub retry: crate::delivery::RetryPolicy,
+    /// This process's counters, reported in its heartbeat.
+    pub counters: Counters,
+}
+
+/// Per-process delivery counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Deliveries running now.
+    pub in_flight: AtomicU64,
+    /// Attempts that got a 2xx.
+    pub delivered: AtomicU64,
+    /// Attempts that did not.
+    pub failed: AtomicU64,
 }
 
 /// Runs a worker until `shutdown` resolves, then lets in-flight deliveries
 /// finish (bounded by `SHUTDOWN_TIMEOUT`) and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WorkerError> {
     let conn = store::connect(&settings.redis)?;
-    let store = JobStore::new(conn.clone(), &settings.redis.queue);
+    let store = JobStore::new(conn.clone(), &settings.redis.queue, settings.retention);
     let queue = Queue::new(conn.clone(), queue::apalis_config(&settings));
     let runtime = Arc::new(Runtime {
         store: store.clone(),
         deliverer: Deliverer::new(settings.worker.http_timeout)?,
         retry: settings.worker.retry,
+        counters: Counters::default(),
     });
+    let identity = scheduler::Identity::new(&settings.worker.name_prefix);
 
     let stop = CancellationToken::new();
     {
@@ -73,8 +92,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     // A backlog that built up while no worker ran must be made safe before
     // apalis fetches for the first time.
     scheduler::tick(&store, &queue).await;
-    let scheduler =
-        tokio::spawn(scheduler::run(store.clone(), queue.clone(), settings.worker.poll_interval, stop.clone()));
+    let scheduler = tokio::spawn(scheduler::run(
+        store.clone(),
+        queue.clone(),
+        settings.worker.poll_interval,
+        identity,
+        runtime.clone(),
+        stop.clone(),
+    ));
 
     let mut run_no = 0u32;
     while !stop.is_cancelled() {

@@ -1,13 +1,18 @@
 //! Moves due work onto the apalis queue and keeps the queue healthy.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     queue::{workarounds, Queue},
-    store::JobStore,
+    store::{JobStore, WorkerBeat},
 };
+
+use super::Runtime;
 
 /// Due retries handed to the queue per round.
 const DUE_BATCH: usize = 500;
@@ -16,22 +21,77 @@ const DUE_BATCH: usize = 500;
 /// out again (if the worker that leased it died before queueing it).
 const DUE_LEASE: Duration = Duration::from_secs(30);
 
-/// How often finished tasks' queue copies are swept.
+/// Finished jobs past retention deleted per round (bounded, so one round
+/// never blocks Redis for long; a large backlog goes over several rounds).
+const EXPIRE_BATCH: usize = 1_000;
+
+/// How often finished tasks' queue copies are swept and expired jobs deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs [`tick`] every `interval` until `stop`.
-pub async fn run(store: JobStore, queue: Queue, interval: Duration, stop: CancellationToken) {
-    let mut last_sweep = Instant::now();
+/// A worker heartbeat older than this shows the worker as gone in the
+/// monitor; its registry entry disappears after [`REGISTRY_TTL`].
+const REGISTRY_TTL: Duration = Duration::from_secs(30);
+
+/// Who this worker process is, for the worker registry the monitor reads.
+pub struct Identity {
+    name: String,
+    host: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Identity {
+    /// Names this process: prefix, host, pid and start time.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            name: workarounds::unique_worker_name(prefix, 0),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+}
+
+/// Runs [`tick`] every `interval` until `stop`; every second also sweeps,
+/// expires and sends this process's heartbeat.
+pub async fn run(
+    store: JobStore,
+    queue: Queue,
+    interval: Duration,
+    me: Identity,
+    rt: Arc<Runtime>,
+    stop: CancellationToken,
+) {
+    let mut last_sweep = Instant::now() - SWEEP_EVERY;
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                let _ = store.forget_worker(&me.name).await;
+                return;
+            }
             () = tokio::time::sleep(interval) => {}
         }
         tick(&store, &queue).await;
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
+            let beat = WorkerBeat {
+                name: me.name.clone(),
+                host: me.host.clone(),
+                pid: std::process::id(),
+                started_at: me.started_at,
+                last_beat: chrono::Utc::now(),
+                in_flight: rt.counters.in_flight.load(Ordering::Relaxed),
+                delivered: rt.counters.delivered.load(Ordering::Relaxed),
+                failed: rt.counters.failed.load(Ordering::Relaxed),
+            };
+            if let Err(e) = store.beat(&beat, REGISTRY_TTL).await {
+                tracing::debug!(error.message = %e, "heartbeat failed");
+            }
             if let Err(e) = workarounds::sweep_finished(&store.connection(), queue.config()).await {
                 tracing::debug!(error.message = %e, "sweep failed; will retry");
+            }
+            match store.expire_finished(EXPIRE_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(expired = n, "deleted finished jobs past their retention"),
+                Err(e) => tracing::debug!(error.message = %e, "could not expire finished jobs"),
             }
         }
     }

@@ -176,3 +176,30 @@ async fn two_workers_deliver_each_job_once() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn finished_jobs_expire_after_their_retention_with_their_indexes() {
+    let rx = Receiver::start().await;
+    let s = settings(&[("RETENTION_SUCCEEDED", "0.5"), ("RETENTION_FAILED", "3600"), ("MAX_RETRIES", "0")]);
+    let app = spawn_app(s.clone()).await;
+    let worker = spawn_worker(&s);
+    let kept =
+        app.accept(&json!({"to_url": "http://127.0.0.1:9/refused", "group": "g", "tag": "t", "payload": {}})).await;
+    let gone = app.accept(&json!({"to_url": rx.url("/"), "group": "g", "tag": "t", "payload": {}})).await;
+    app.wait_state(&kept, JobState::Failed, Duration::from_secs(5)).await;
+    app.wait_state(&gone, JobState::Succeeded, Duration::from_secs(5)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.get_job(&gone).await.0 != 404 {
+        assert!(std::time::Instant::now() < deadline, "succeeded job outlived its retention");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = app.store.connection();
+    let p = app.store.prefix().to_owned();
+    for index in ["all", "state:succeeded", "group:g", "tag:t", "host:127.0.0.1"] {
+        let members: Vec<String> = redis::AsyncCommands::zrange(&mut conn, format!("{p}{index}"), 0, -1).await.unwrap();
+        assert!(!members.contains(&gone), "{index} still lists the expired job");
+    }
+    let (status, v) = app.get_job(&kept).await;
+    assert_eq!((status, v["state"].as_str()), (200, Some("failed")), "failed jobs keep their own retention");
+    worker.shutdown().await;
+}

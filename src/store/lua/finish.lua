@@ -1,7 +1,9 @@
 -- Records one attempt and moves the job to its next state in one step, so
 -- the attempt log, the state indexes and the retry schedule never disagree.
 -- ARGV: prefix, id, cycle, attempt, now (ms), next state, attempt JSON,
---       last status ('' = none), last error ('' = none), next attempt (ms, '' = none).
+--       last status ('' = none), last error ('' = none), next attempt (ms, '' = none),
+--       expires at (ms; used when the job ends succeeded or failed),
+--       minute bucket (unix minutes) for the per-minute counters.
 -- Returns 1, or 0 when the attempt is not the one this job is waiting for.
 local p, id = ARGV[1], ARGV[2]
 local key = p .. 'job:' .. id
@@ -24,5 +26,15 @@ if nxt == 'scheduled' then
   redis.call('ZADD', p .. 'due', ARGV[10], id)
 else
   redis.call('HSET', key, 'finished_at', ARGV[5])
+  redis.call('ZADD', p .. 'expiry', ARGV[11], id)
 end
+-- Per-minute counters for the monitor's chart, kept two hours.
+local bucket = p .. 'stats:' .. ARGV[12]
+if nxt == 'succeeded' then
+  redis.call('HINCRBY', bucket, 'delivered', 1)
+else
+  redis.call('HINCRBY', bucket, 'failed_attempts', 1)
+  if nxt == 'failed' then redis.call('HINCRBY', bucket, 'failed', 1) end
+end
+redis.call('EXPIRE', bucket, 7200)
 return 1

@@ -13,4 +13,5 @@ redis.call('HDEL', key, 'finished_at')
 redis.call('ZREM', p .. 'state:failed', id)
 redis.call('ZADD', p .. 'state:scheduled', h[2], id)
 redis.call('ZADD', p .. 'due', now, id)
+redis.call('ZREM', p .. 'expiry', id)
 return 'ok'
