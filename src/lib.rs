@@ -11,6 +11,7 @@
 //! - [`service`]: operations shared by the app, the worker and the monitor.
 //! - [`api`]: the HTTP API (`hook-slinger-app`).
 //! - [`worker`]: the delivering process (`hook-slinger-worker`).
+//! - [`metrics`]: Prometheus metrics of the app and the workers, and their `/metrics` endpoints.
 //! - [`telemetry`], [`shutdown`]: logs and signals for every process.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod jobs;
+pub mod metrics;
 pub mod queue;
 pub mod service;
 pub mod shutdown;

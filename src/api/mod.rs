@@ -109,13 +109,20 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let tokens = settings.api.tokens.clone().expect("checked in build");
+    // One registry per app instance (tests run several apps in one process).
+    let metrics = crate::metrics::AppMetrics::new(&settings.redis.queue);
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        // Prometheus scrapes without a token, like /health; it exposes
+        // counts only, never job ids or payloads.
+        .at("/metrics", poem::get(metrics.endpoint()))
         .data(service)
         .data(tokens)
         .data(body::BodyLimit(settings.api.max_payload_bytes))
+        // Inside the error catcher: errors still carry their route template here.
+        .with(metrics.middleware())
         .catch_all_error(errors::to_json)
         // poem's router files `/hook_slinger/` under `/hook_slinger` and then
         // misses the slashed form; trimming the slash serves both directly
