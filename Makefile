@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run app worker build test lint fmt redis env clean
+.PHONY: run app worker build test lint fmt redis env clean pyenv
 
 ## run: build, make sure Redis answers, run app + worker in the foreground (Ctrl-C stops)
 run: env build redis
@@ -18,8 +18,16 @@ build:
 	$(CARGO) build --bins
 
 ## test: formatting, lints, then every test against the local Redis
-test: redis lint
+test: redis lint pyenv
 	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast; else $(CARGO) test; fi
+
+# The signing test checks signatures with an independent implementation,
+# the `standardwebhooks` package from PyPI, in a venv under target/.
+pyenv: target/pyenv/.ok
+target/pyenv/.ok:
+	python3 -m venv target/pyenv
+	target/pyenv/bin/pip install --quiet --disable-pip-version-check standardwebhooks==1.0.0
+	touch $@
 
 lint:
 	$(CARGO) fmt --check

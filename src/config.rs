@@ -10,7 +10,7 @@
 use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 
 use crate::{
-    delivery::{Backoff, RetryPolicy},
+    delivery::{Backoff, DestinationPolicy, RetryPolicy, SigningSecret},
     store::Retention,
 };
 
@@ -27,6 +27,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// How long finished jobs are kept.
     pub retention: Retention,
+    /// Which destinations may be delivered to (`ALLOW_PRIVATE_DESTINATIONS`,
+    /// `ALLOWED_DESTINATION_CIDRS`): checked at accept time for IP literals
+    /// and at delivery time on the resolved address actually connected to.
+    pub destinations: DestinationPolicy,
     /// The monitor (`hook-slinger-monitor`).
     pub monitor: MonitorSettings,
 }
@@ -94,6 +98,21 @@ pub struct ApiSettings {
     pub tokens: Option<ApiTokens>,
     /// `MAX_PAYLOAD_BYTES`: the largest request body accepted.
     pub max_payload_bytes: usize,
+    /// Limits on what a request may ask for.
+    pub intake: IntakeSettings,
+}
+
+/// Limits on what one accepted job may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct IntakeSettings {
+    /// `MAX_RETRIES_LIMIT`: the most retries a request's `max_retries` may ask for.
+    pub max_retries_limit: u32,
+    /// `IDEMPOTENCY_TTL`: how long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+    /// `MAX_DELAY`: how far ahead `deliver_at` / `delay_seconds` may reach.
+    pub max_delay: Duration,
+    /// `BATCH_MAX`: jobs per `POST /hook_slinger/batch`.
+    pub batch_max: usize,
 }
 
 /// The accepted API tokens (at least one, none empty).
@@ -141,6 +160,14 @@ pub struct WorkerSettings {
     pub orphan_after: Duration,
     /// `WORKER_POLL_INTERVAL_MS`: how often an idle worker looks for work.
     pub poll_interval: Duration,
+    /// `SIGNING_SECRET`: Standard Webhooks secrets (`whsec_...`); every
+    /// delivery is signed with each, so receivers can rotate.
+    pub signing_secrets: Vec<SigningSecret>,
+    /// `WORKER_METRICS_HOST`.
+    pub metrics_host: IpAddr,
+    /// `WORKER_METRICS_PORT` (0 turns the endpoint off); when taken, the
+    /// next free port is used, so several workers can share a host.
+    pub metrics_port: u16,
 }
 
 /// Logging settings.
@@ -218,7 +245,8 @@ impl Settings {
         let backoff = p.parse_with("BACKOFF", Backoff::Linear, |s| match s.to_ascii_lowercase().as_str() {
             "linear" => Ok(Backoff::Linear),
             "fixed" => Ok(Backoff::Fixed),
-            _ => Err("expected `linear` or `fixed`".to_owned()),
+            "exponential" => Ok(Backoff::Exponential),
+            _ => Err("expected `linear`, `fixed` or `exponential`".to_owned()),
         });
         let concurrency = p.number("WORKER_CONCURRENCY", 64usize);
         if concurrency == 0 {
@@ -239,6 +267,26 @@ impl Settings {
         if queue.is_empty() || queue.contains(char::is_whitespace) {
             p.problems.push(format!("QUEUE_NAME={queue:?}: must be non-empty and without spaces"));
         }
+        let signing_secrets = p.parse_with("SIGNING_SECRET", Vec::new(), |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| SigningSecret::parse(t).map_err(|e| e.to_string()))
+                .collect()
+        });
+        let allowed_cidrs = p.parse_with("ALLOWED_DESTINATION_CIDRS", Vec::new(), |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| t.parse::<ipnet::IpNet>().map_err(|e| format!("{t:?}: {e}")))
+                .collect()
+        });
+        let intake = IntakeSettings {
+            max_retries_limit: p.number("MAX_RETRIES_LIMIT", 25u32),
+            idempotency_ttl: p.seconds("IDEMPOTENCY_TTL", 86_400.0),
+            max_delay: p.seconds("MAX_DELAY", 30.0 * 86_400.0),
+            batch_max: p.number("BATCH_MAX", 1000usize).max(1),
+        };
         let no_color = env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
         let retention = Retention {
             succeeded: p.seconds("RETENTION_SUCCEEDED", 86_400.0),
@@ -257,6 +305,7 @@ impl Settings {
         };
 
         let settings = Settings {
+            destinations: DestinationPolicy::new(p.flag("ALLOW_PRIVATE_DESTINATIONS", false), allowed_cidrs),
             retention,
             monitor,
             redis: RedisSettings {
@@ -269,12 +318,24 @@ impl Settings {
                 port: p.number("APP_PORT", 5000u16),
                 tokens,
                 max_payload_bytes: p.number("MAX_PAYLOAD_BYTES", 1024 * 1024usize),
+                intake,
             },
             worker: WorkerSettings {
                 concurrency: concurrency.max(1),
                 name_prefix: p.string("WORKER_NAME_PREFIX", "hook-slinger-worker"),
                 http_timeout,
-                retry: RetryPolicy { max_retries, interval, backoff },
+                retry: RetryPolicy {
+                    max_retries,
+                    interval,
+                    backoff,
+                    max_interval: p.seconds("MAX_INTERVAL", 3600.0),
+                    jitter: p.flag("BACKOFF_JITTER", false),
+                    retry_on_4xx: p.flag("RETRY_ON_4XX", false),
+                    max_retry_after: p.seconds("MAX_RETRY_AFTER", 3600.0),
+                },
+                signing_secrets,
+                metrics_host: p.number("WORKER_METRICS_HOST", IpAddr::from([0, 0, 0, 0])),
+                metrics_port: p.number("WORKER_METRICS_PORT", 9100u16),
                 shutdown_timeout: p.seconds("SHUTDOWN_TIMEOUT", http_timeout.as_secs_f64() + 5.0),
                 heartbeat_interval,
                 orphan_after,
@@ -342,6 +403,14 @@ impl Parser<'_> {
         T::Err: fmt::Display,
     {
         self.parse_with(name, default, |s| s.parse::<T>().map_err(|e| e.to_string()))
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        self.parse_with(name, default, |s| match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("expected `true` or `false`".to_owned()),
+        })
     }
 
     /// Seconds, fractions allowed (`INTERVAL=0.2` is handy in tests).

@@ -9,7 +9,7 @@ use crate::{
     domain::{JobId, NewJob},
     jobs::{JobRecord, JobSpec, QueueTask},
     queue::{Queue, QueueError},
-    store::{JobStore, Requeue, StoreError},
+    store::{Created, IdempotencyClaim, JobStore, NewRecord, Requeue, StoreError},
 };
 
 /// Accepting or changing a job failed for a reason the caller cannot fix.
@@ -33,6 +33,24 @@ pub struct Accepted {
     pub id: JobId,
     /// When it was accepted.
     pub queued_at: DateTime<Utc>,
+    /// When it will be delivered, if not now.
+    pub deliver_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to a request that carried an `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub enum Idempotent {
+    /// First time: the job was accepted.
+    New(Accepted),
+    /// Seen before with the same body: the first answer, nothing enqueued.
+    Replay(Accepted),
+    /// Seen before with a different body.
+    Conflict,
+}
+
+enum Stored {
+    New(Accepted),
+    Duplicate { fingerprint: String, accepted: Accepted },
 }
 
 /// Job operations over one store and queue.
@@ -55,36 +73,100 @@ impl HookService {
         &self.store
     }
 
-    async fn bounded<T>(
-        &self,
-        op: impl std::future::Future<Output = Result<T, ServiceError>>,
-    ) -> Result<T, ServiceError> {
+    async fn bounded<T>(&self, op: impl std::future::Future<Output = Result<T, ServiceError>>) -> Result<T, ServiceError> {
         tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(ServiceError::Timeout(self.timeout)))
     }
 
-    /// Stores a job and puts its first attempt on the queue. Only when both
-    /// happened is the job accepted; if queueing fails the stored record is
-    /// removed again, so an error never leaves a job behind that the caller
-    /// believes was refused.
+    /// Stores a job and puts its first attempt on the queue (or schedules
+    /// it, with `deliver_at`). Only when both happened is the job accepted.
     #[tracing::instrument(name = "accept", skip_all, fields(job_id))]
     pub async fn accept(&self, job: NewJob) -> Result<Accepted, ServiceError> {
-        let id = job.mint_id();
-        tracing::Span::current().record("job_id", tracing::field::display(&id));
-        let host = job.to_url.host().to_owned();
-        let spec = JobSpec::from(job);
-        let queued_at = Utc::now();
-        self.bounded(async {
-            self.store.create(&[(id.clone(), &spec)], queued_at).await?;
-            let first = QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 };
-            if let Err(e) = self.queue.push(&[first]).await {
-                let _ = self.store.discard(&id).await;
-                return Err(e.into());
+        let mut accepted = self.accept_many(vec![job], None).await?;
+        match accepted.pop() {
+            Some(Stored::New(a)) => Ok(a),
+            _ => unreachable!("no idempotency claim, one job in, one job out"),
+        }
+    }
+
+    /// Like [`HookService::accept`], remembering the request under an
+    /// idempotency key: a repeat gets the first answer and enqueues nothing.
+    #[tracing::instrument(name = "accept", skip_all, fields(job_id))]
+    pub async fn accept_idempotent(&self, job: NewJob, claim: IdempotencyClaim) -> Result<Idempotent, ServiceError> {
+        let fingerprint = claim.fingerprint.clone();
+        match self.accept_many(vec![job], Some(claim)).await?.pop() {
+            Some(Stored::New(a)) => Ok(Idempotent::New(a)),
+            Some(Stored::Duplicate { fingerprint: first, accepted }) if first == fingerprint => {
+                tracing::info!(job_id = %accepted.id, "idempotent replay");
+                Ok(Idempotent::Replay(accepted))
             }
-            Ok(())
+            _ => Ok(Idempotent::Conflict),
+        }
+    }
+
+    /// Accepts many jobs: one round trip stores them all, one more queues
+    /// those due now.
+    #[tracing::instrument(name = "accept_batch", skip_all, fields(jobs = jobs.len()))]
+    pub async fn accept_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, ServiceError> {
+        Ok(self
+            .accept_many(jobs, None)
+            .await?
+            .into_iter()
+            .filter_map(|s| match s {
+                Stored::New(a) => Some(a),
+                Stored::Duplicate { .. } => None,
+            })
+            .collect())
+    }
+
+    async fn accept_many(&self, jobs: Vec<NewJob>, claim: Option<IdempotencyClaim>) -> Result<Vec<Stored>, ServiceError> {
+        // Millisecond precision: what Redis keeps, so a replayed answer to an
+        // idempotent request is identical to the first.
+        let queued_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+        let prepared: Vec<(JobId, JobSpec, Option<DateTime<Utc>>)> = jobs
+            .into_iter()
+            .map(|job| {
+                let id = job.mint_id();
+                let due = job.deliver_at;
+                (id, JobSpec::from(job), due)
+            })
+            .collect();
+        if let [(id, _, _)] = prepared.as_slice() {
+            tracing::Span::current().record("job_id", tracing::field::display(id));
+        }
+        let records: Vec<NewRecord<'_>> =
+            prepared.iter().map(|(id, spec, due)| NewRecord { id, spec, due: *due }).collect();
+        let first_tasks: Vec<QueueTask> = prepared
+            .iter()
+            .filter(|(_, _, due)| due.is_none())
+            .map(|(id, _, _)| QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 })
+            .collect();
+        self.bounded(async {
+            match self.store.create(&records, claim.as_ref(), queued_at).await? {
+                Created::Duplicate { fingerprint, id, queued_at } => {
+                    let accepted = Accepted { id, queued_at, deliver_at: None };
+                    Ok(vec![Stored::Duplicate { fingerprint, accepted }])
+                }
+                Created::New(_) => {
+                    if let Err(e) = self.queue.push(&first_tasks).await {
+                        let ids: Vec<JobId> = prepared.iter().map(|(id, _, _)| id.clone()).collect();
+                        let _ = self.store.discard(&ids, claim.as_ref()).await;
+                        return Err(e.into());
+                    }
+                    for (id, spec, due) in &prepared {
+                        let host = spec.to_url.host();
+                        match due {
+                            Some(at) => tracing::info!(job_id = %id, host, deliver_at = %at, "accepted, scheduled"),
+                            None => tracing::info!(job_id = %id, host, "accepted"),
+                        }
+                    }
+                    Ok(prepared
+                        .iter()
+                        .map(|(id, _, due)| Stored::New(Accepted { id: id.clone(), queued_at, deliver_at: *due }))
+                        .collect())
+                }
+            }
         })
-        .await?;
-        tracing::info!(%host, "accepted");
-        Ok(Accepted { id, queued_at })
+        .await
     }
 
     /// Reads a job.

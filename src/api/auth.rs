@@ -13,9 +13,17 @@ use super::errors::{json_error, FORBIDDEN, UNAUTHORIZED};
 #[oai(ty = "api_key", key_name = "Authorization", key_in = "header", checker = "check", rename = "TokenAuth")]
 /// Send `Authorization: Token <API_TOKEN>` (or `Bearer <API_TOKEN>`). In the
 /// Authorize dialog, type the whole value, e.g. `Token my-secret`.
-pub struct TokenAuth(());
+pub struct TokenAuth(pub Caller);
 
-async fn check(req: &Request, key: ApiKey) -> poem::Result<()> {
+/// Who called: an opaque, stable id for the token used (never the token),
+/// which scopes idempotency keys to their caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// First 16 hex digits of the token's SHA-256.
+    pub token_id: String,
+}
+
+async fn check(req: &Request, key: ApiKey) -> poem::Result<Caller> {
     let tokens =
         req.data::<ApiTokens>().ok_or_else(|| json_error(StatusCode::INTERNAL_SERVER_ERROR, "no tokens configured"))?;
     let Some(presented) = parse_header(&key.key) else {
@@ -24,7 +32,10 @@ async fn check(req: &Request, key: ApiKey) -> poem::Result<()> {
     // Check every token, so the time taken does not tell which one was close.
     let ok = tokens.as_slice().iter().fold(false, |acc, t| acc | constant_time_eq(presented.as_bytes(), t.as_bytes()));
     if ok {
-        Ok(())
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(presented.as_bytes());
+        let token_id = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Ok(Caller { token_id })
     } else {
         Err(json_error(StatusCode::FORBIDDEN, FORBIDDEN))
     }

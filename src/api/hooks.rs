@@ -2,13 +2,14 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use poem::web::Data;
-use poem_openapi::{param::Path, payload::Json, types::Example, ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::{param::{Header, Path}, payload::Json, types::Example, ApiResponse, Object, OpenApi, Tags};
 
 use crate::{
-    domain::{FieldError, JobId, NewJob, NewJobError},
+    delivery::DestinationPolicy,
+    domain::{FieldError, JobId, Limits, NewJob, NewJobError},
     jobs::{Attempt, JobRecord},
-    service::{HookService, ServiceError},
-    store::Requeue,
+    service::{HookService, Idempotent, ServiceError},
+    store::{IdempotencyClaim, Requeue},
 };
 
 use super::{
@@ -37,6 +38,49 @@ struct HookRequest {
     group: Option<String>,
     /// The JSON object POSTed to `to_url` (`{}` is fine).
     payload: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Retries for this job instead of `MAX_RETRIES` (at most `MAX_RETRIES_LIMIT`).
+    max_retries: Option<u32>,
+    /// Deliver no earlier than this time (RFC 3339); a past time means now.
+    deliver_at: Option<DateTime<Utc>>,
+    /// Or: deliver after this many seconds (not with `deliver_at`; at most `MAX_DELAY`).
+    delay_seconds: Option<f64>,
+}
+
+/// Up to `BATCH_MAX` (1,000) jobs in one request.
+#[derive(Debug, Object)]
+struct BatchRequest {
+    /// The jobs, each as for `POST /hook_slinger/`.
+    jobs: Vec<HookRequest>,
+}
+
+/// One item's outcome in a batch.
+#[derive(Object)]
+struct BatchItem {
+    /// Position in the request.
+    index: u32,
+    /// Whether this job was accepted.
+    ok: bool,
+    /// The job's id, when accepted.
+    job_id: Option<String>,
+    /// When it was accepted.
+    queued_at: Option<String>,
+    /// When it will be delivered, if scheduled.
+    deliver_at: Option<String>,
+    /// The HTTP status this item alone would have got (202, 400, 422).
+    status: u16,
+    /// Why it was refused: one entry per bad field.
+    errors: Option<Vec<FieldProblem>>,
+}
+
+/// A batch's outcome: one result per item, in order.
+#[derive(Object)]
+struct BatchAccepted {
+    /// Items accepted.
+    accepted: u32,
+    /// Items refused.
+    rejected: u32,
+    /// One result per item.
+    results: Vec<BatchItem>,
 }
 
 impl Example for HookRequest {
@@ -47,6 +91,9 @@ impl Example for HookRequest {
             tag: Some("Dhaka".to_owned()),
             group: Some("Bangladesh".to_owned()),
             payload: [("greetings".to_owned(), serde_json::json!("Hello, world!"))].into(),
+            max_retries: None,
+            deliver_at: None,
+            delay_seconds: None,
         }
     }
 }
@@ -64,6 +111,25 @@ struct Accepted {
     job_id: String,
     /// When this request was accepted (RFC 3339, UTC).
     queued_at: String,
+    /// When the job will be delivered, for `deliver_at` / `delay_seconds`.
+    deliver_at: Option<String>,
+}
+
+impl Accepted {
+    fn from_service(a: crate::service::Accepted) -> Self {
+        Self {
+            status: "queued".to_owned(),
+            ok: true,
+            message: "Webhook registration successful.".to_owned(),
+            job_id: a.id.to_string(),
+            queued_at: rfc3339(a.queued_at),
+            deliver_at: a.deliver_at.map(rfc3339),
+        }
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// One delivery attempt.
@@ -83,6 +149,12 @@ struct AttemptView {
     error: Option<String>,
     /// The worker that made it.
     worker: String,
+    /// Selected response headers, when the receiver answered.
+    response_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// The first 4 KiB of the response body.
+    response_body: Option<String>,
+    /// True when the body was longer than what was kept.
+    response_truncated: bool,
 }
 
 /// A job's state and history.
@@ -114,6 +186,10 @@ struct JobView {
     last_status: Option<u16>,
     /// Last error.
     last_error: Option<String>,
+    /// Why the job stopped without being delivered (state `failed`).
+    stop_reason: Option<String>,
+    /// Retries this job allows (its own `max_retries`, when it asked for one).
+    max_retries: Option<u32>,
     /// Every attempt, oldest first.
     attempt_log: Vec<AttemptView>,
 }
@@ -128,6 +204,9 @@ impl From<Attempt> for AttemptView {
             status: a.status,
             error: a.error,
             worker: a.worker,
+            response_headers: a.response_headers,
+            response_body: a.response_body,
+            response_truncated: a.response_truncated,
         }
     }
 }
@@ -148,6 +227,8 @@ impl From<JobRecord> for JobView {
             next_attempt_at: r.next_attempt_at,
             last_status: r.last_status,
             last_error: r.last_error,
+            stop_reason: r.stop_reason,
+            max_retries: r.spec.max_retries,
             attempt_log: r.attempt_log.into_iter().map(Into::into).collect(),
         }
     }
@@ -186,9 +267,40 @@ enum CreateResponse {
     /// Body larger than `MAX_PAYLOAD_BYTES`.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
+    /// The `Idempotency-Key` was used before with a different body.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
     /// Missing fields or fields of the wrong type or value; each is listed.
     #[oai(status = 422)]
     Invalid(Json<ValidationBody>),
+    /// Redis is unavailable; nothing was stored. Safe to retry.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+// 401, 403 and 413 come from the TokenAuth and JsonBody extractors; the
+// variants are listed so that the OpenAPI document shows every answer.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum BatchResponse {
+    /// Every valid item was stored and queued; see each item's result.
+    #[oai(status = 202)]
+    Accepted(Json<BatchAccepted>),
+    /// Body is not JSON, or not `{"jobs": [...]}`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or bad token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// Wrong token.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// Body larger than `MAX_PAYLOAD_BYTES`.
+    #[oai(status = 413)]
+    TooLarge(Json<ErrorBody>),
+    /// More than `BATCH_MAX` jobs, or none.
+    #[oai(status = 422)]
+    Invalid(Json<ErrorBody>),
     /// Redis is unavailable; nothing was stored. Safe to retry.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -259,6 +371,75 @@ fn field_problems(errors: Vec<FieldError>) -> Json<ValidationBody> {
     })
 }
 
+/// Why a job request was refused, before it reached the store.
+pub(super) enum Refusal {
+    /// 400 with this message.
+    BadRequest(String),
+    /// 422 with these field errors.
+    Invalid(Vec<FieldError>),
+}
+
+/// What the operator allows a request to ask for, and where it may deliver.
+#[derive(Debug, Clone)]
+pub(super) struct Intake {
+    pub(super) limits: Limits,
+    pub(super) destinations: DestinationPolicy,
+    pub(super) idempotency_ttl: std::time::Duration,
+    pub(super) batch_max: usize,
+}
+
+impl Intake {
+    /// Parses a job and checks an IP-literal destination against the SSRF
+    /// guard (names are checked when the worker resolves them).
+    fn admit(&self, body: serde_json::Value) -> Result<NewJob, Refusal> {
+        let job = NewJob::parse(body, &self.limits, Utc::now()).map_err(|e| match e {
+            NewJobError::Fields(errors) => Refusal::Invalid(errors),
+            e @ NewJobError::InvalidUrl(_) => Refusal::BadRequest(e.to_string()),
+            e @ NewJobError::NotAnObject => {
+                Refusal::Invalid(vec![FieldError { field: "body", kind: "type", message: e.to_string() }])
+            }
+        })?;
+        if let Some(host) = job.to_url.as_url().host() {
+            self.destinations
+                .check_host(&host)
+                .map_err(|b| Refusal::BadRequest(format!("Parameter 'to_url' is not allowed: {b}.")))?;
+        }
+        Ok(job)
+    }
+}
+
+impl BatchItem {
+    fn pending(index: usize) -> Self {
+        Self {
+            index: index as u32,
+            ok: true,
+            job_id: None,
+            queued_at: None,
+            deliver_at: None,
+            status: 202,
+            errors: None,
+        }
+    }
+
+    fn refused(index: usize, refusal: Refusal) -> Self {
+        let (status, errors) = match refusal {
+            Refusal::BadRequest(msg) => {
+                (400, vec![FieldProblem { loc: vec!["body".into(), "to_url".into()], msg, kind: "value".into() }])
+            }
+            Refusal::Invalid(errors) => (422, field_problems(errors).0.detail),
+        };
+        Self { status, ok: false, errors: Some(errors), ..Self::pending(index) }
+    }
+}
+
+/// A stable hash of a request body (serde_json sorts object keys), to tell a
+/// repeated request from a different one under the same idempotency key.
+fn fingerprint(body: &serde_json::Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn not_found() -> Json<ErrorBody> {
     Json(ErrorBody::new("No such job."))
 }
@@ -272,37 +453,102 @@ impl HooksApi {
     /// Answers 202 as soon as the job is stored in Redis; a worker delivers
     /// it in the background and retries failures with backoff.
     /// `POST /hook_slinger` (no slash) is served the same, without a redirect.
+    /// With an `Idempotency-Key` header, repeating the request (same token,
+    /// same body, within `IDEMPOTENCY_TTL`) returns the first answer and
+    /// enqueues nothing; the same key with another body is a 409.
     #[oai(path = "/hook_slinger/", method = "post", operation_id = "create_job")]
     async fn create(
         &self,
-        _auth: TokenAuth,
+        auth: TokenAuth,
         service: Data<&HookService>,
+        intake: Data<&Intake>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: JsonBody<HookRequest>,
     ) -> CreateResponse {
-        let job = match NewJob::parse(body.0) {
+        let fingerprint = fingerprint(&body.0);
+        let job = match intake.admit(body.0) {
             Ok(job) => job,
-            Err(NewJobError::Fields(errors)) => return CreateResponse::Invalid(field_problems(errors)),
-            Err(e @ NewJobError::InvalidUrl(_)) => {
-                return CreateResponse::BadRequest(Json(ErrorBody::new(e.to_string())))
+            Err(Refusal::BadRequest(msg)) => return CreateResponse::BadRequest(Json(ErrorBody::new(msg))),
+            Err(Refusal::Invalid(errors)) => return CreateResponse::Invalid(field_problems(errors)),
+        };
+        let result = match idempotency_key.0.filter(|k| !k.is_empty()) {
+            None => service.accept(job).await.map(Idempotent::New),
+            Some(key) if key.len() > 255 || key.chars().any(char::is_control) => {
+                return CreateResponse::BadRequest(Json(ErrorBody::new(
+                    "Idempotency-Key must be 1-255 printable characters.",
+                )))
             }
-            Err(e @ NewJobError::NotAnObject) => {
-                return CreateResponse::Invalid(field_problems(vec![FieldError {
-                    field: "body",
-                    kind: "type",
-                    message: e.to_string(),
-                }]))
+            Some(key) => {
+                let claim = IdempotencyClaim {
+                    key: format!("{}:{key}", auth.0.token_id),
+                    fingerprint,
+                    ttl: intake.idempotency_ttl,
+                };
+                service.accept_idempotent(job, claim).await
             }
         };
-        match service.accept(job).await {
-            Ok(accepted) => CreateResponse::Accepted(Json(Accepted {
-                status: "queued".to_owned(),
-                ok: true,
-                message: "Webhook registration successful.".to_owned(),
-                job_id: accepted.id.to_string(),
-                queued_at: accepted.queued_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            })),
+        match result {
+            Ok(Idempotent::New(a) | Idempotent::Replay(a)) => CreateResponse::Accepted(Json(Accepted::from_service(a))),
+            Ok(Idempotent::Conflict) => CreateResponse::Conflict(Json(ErrorBody::new(
+                "This Idempotency-Key was already used with a different request body.",
+            ))),
             Err(e) => CreateResponse::Unavailable(unavailable(&e)),
         }
+    }
+
+    /// Queue up to `BATCH_MAX` (1,000) webhooks in one request.
+    ///
+    /// Each item is checked on its own; valid items are stored in one Redis
+    /// round trip and queued in one more. The answer lists one result per
+    /// item, in order.
+    #[oai(path = "/hook_slinger/batch", method = "post", operation_id = "create_jobs_batch")]
+    async fn batch(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&HookService>,
+        intake: Data<&Intake>,
+        body: JsonBody<BatchRequest>,
+    ) -> BatchResponse {
+        let items = match body.0 {
+            serde_json::Value::Object(mut o) => match o.remove("jobs") {
+                Some(serde_json::Value::Array(items)) => items,
+                _ => return BatchResponse::BadRequest(Json(ErrorBody::new("Send {\"jobs\": [...]}."))),
+            },
+            serde_json::Value::Array(items) => items,
+            _ => return BatchResponse::BadRequest(Json(ErrorBody::new("Send {\"jobs\": [...]}."))),
+        };
+        if items.is_empty() || items.len() > intake.batch_max {
+            return BatchResponse::Invalid(Json(ErrorBody::new(format!(
+                "A batch holds 1 to {} jobs (BATCH_MAX); this one has {}.",
+                intake.batch_max,
+                items.len()
+            ))));
+        }
+        let mut results: Vec<BatchItem> = Vec::with_capacity(items.len());
+        let mut valid = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match intake.admit(item) {
+                Ok(job) => {
+                    valid.push(job);
+                    results.push(BatchItem::pending(index));
+                }
+                Err(refusal) => results.push(BatchItem::refused(index, refusal)),
+            }
+        }
+        let accepted = match service.accept_batch(valid).await {
+            Ok(a) => a,
+            Err(e) => return BatchResponse::Unavailable(unavailable(&e)),
+        };
+        let mut accepted = accepted.into_iter();
+        for slot in results.iter_mut().filter(|r| r.ok) {
+            if let Some(a) = accepted.next() {
+                slot.job_id = Some(a.id.to_string());
+                slot.queued_at = Some(rfc3339(a.queued_at));
+                slot.deliver_at = a.deliver_at.map(rfc3339);
+            }
+        }
+        let ok = results.iter().filter(|r| r.ok).count() as u32;
+        BatchResponse::Accepted(Json(BatchAccepted { accepted: ok, rejected: results.len() as u32 - ok, results }))
     }
 
     /// A job's state, attempt count and every attempt.

@@ -121,6 +121,15 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         .data(service)
         .data(tokens)
         .data(body::BodyLimit(settings.api.max_payload_bytes))
+        .data(hooks::Intake {
+            limits: crate::domain::Limits {
+                max_retries: settings.api.intake.max_retries_limit,
+                max_delay: settings.api.intake.max_delay,
+            },
+            destinations: settings.destinations.clone(),
+            idempotency_ttl: settings.api.intake.idempotency_ttl,
+            batch_max: settings.api.intake.batch_max,
+        })
         // Inside the error catcher: errors still carry their route template here.
         .with(metrics.middleware())
         .catch_all_error(errors::to_json)

@@ -1,49 +1,38 @@
-//! Sending one webhook and deciding what happens after it.
+//! Sending one webhook, and deciding what happens after it.
 
-use std::{error::Error as _, time::Duration};
+mod policy;
+mod signing;
+mod ssrf;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use std::{collections::BTreeMap, error::Error as _, sync::Arc, time::Duration};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
 use crate::{domain::JobId, jobs::JobSpec};
+
+pub use policy::{Backoff, RetryPolicy, StopReason, Verdict};
+pub use signing::{signature_header, SecretError, SigningSecret};
+pub use ssrf::{Blocked, DestinationPolicy};
 
 /// The header that carries the job id, stable across retries, so receivers
 /// can deduplicate (delivery is at-least-once).
 pub const JOB_ID_HEADER: &str = "X-Hook-Slinger-Job-Id";
 
-/// How the wait before each retry grows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backoff {
-    /// `INTERVAL * n` before retry n (the default).
-    Linear,
-    /// `INTERVAL` before every retry (what the original actually did).
-    Fixed,
-}
+/// How much of a response body is kept in the attempt log.
+pub const BODY_SAMPLE_BYTES: usize = 4 * 1024;
 
-/// When and how often a failed delivery is tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (`MAX_RETRIES`).
-    pub max_retries: u32,
-    /// Base wait (`INTERVAL`).
-    pub interval: Duration,
-    /// Growth (`BACKOFF`).
-    pub backoff: Backoff,
-}
+/// Response headers worth keeping in the attempt log.
+const KEPT_HEADERS: [&str; 6] = ["content-type", "content-length", "retry-after", "server", "x-request-id", "location"];
 
-impl RetryPolicy {
-    /// The wait before retry number `retry` (1-based).
-    pub fn delay(&self, retry: u32) -> Duration {
-        match self.backoff {
-            Backoff::Linear => self.interval.saturating_mul(retry.max(1)),
-            Backoff::Fixed => self.interval,
-        }
-    }
-
-    /// After attempt `cycle_attempt` (1-based within a cycle) failed: the wait
-    /// before the next one, or `None` when the job has run out of retries.
-    pub fn after_failure(&self, cycle_attempt: u32) -> Option<Duration> {
-        (cycle_attempt <= self.max_retries).then(|| self.delay(cycle_attempt))
-    }
+/// What a receiver answered, as much as the attempt log keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseSample {
+    /// Selected headers.
+    pub headers: BTreeMap<String, String>,
+    /// The first [`BODY_SAMPLE_BYTES`] of the body (lossy UTF-8).
+    pub body: Option<String>,
+    /// True when the body was longer than what was kept.
+    pub truncated: bool,
 }
 
 /// What one attempt produced.
@@ -53,15 +42,26 @@ pub enum Outcome {
     Delivered {
         /// The status.
         status: u16,
+        /// What it said.
+        response: ResponseSample,
     },
     /// The receiver answered something else.
     Refused {
         /// The status.
         status: u16,
+        /// Its `Retry-After`, when it sent one we could read.
+        retry_after: Option<Duration>,
+        /// What it said.
+        response: ResponseSample,
     },
     /// No answer: timeout, refused connection, TLS or protocol error.
     Unreachable {
         /// What went wrong, without the payload.
+        error: String,
+    },
+    /// The destination is not allowed by the SSRF guard.
+    Blocked {
+        /// Which address and why.
         error: String,
     },
 }
@@ -70,8 +70,8 @@ impl Outcome {
     /// The HTTP status, when the receiver answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Delivered { status } | Self::Refused { status } => Some(*status),
-            Self::Unreachable { .. } => None,
+            Self::Delivered { status, .. } | Self::Refused { status, .. } => Some(*status),
+            Self::Unreachable { .. } | Self::Blocked { .. } => None,
         }
     }
 
@@ -79,18 +79,28 @@ impl Outcome {
     pub fn error(&self) -> Option<String> {
         match self {
             Self::Delivered { .. } => None,
-            Self::Refused { status } => Some(format!("receiver answered HTTP {status}")),
-            Self::Unreachable { error } => Some(error.clone()),
+            Self::Refused { status, .. } => Some(format!("receiver answered HTTP {status}")),
+            Self::Unreachable { error } | Self::Blocked { error } => Some(error.clone()),
+        }
+    }
+
+    /// The receiver's answer, when there was one.
+    pub fn response(&self) -> Option<&ResponseSample> {
+        match self {
+            Self::Delivered { response, .. } | Self::Refused { response, .. } => Some(response),
+            _ => None,
         }
     }
 }
 
 /// The outbound HTTP client: pooled connections, no redirects, one timeout
-/// for the whole exchange.
+/// for the whole exchange, the SSRF guard in its resolver, and signing.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     client: reqwest::Client,
     timeout: Duration,
+    policy: Arc<DestinationPolicy>,
+    secrets: Arc<[SigningSecret]>,
 }
 
 /// The client could not be built (TLS backend initialisation).
@@ -99,12 +109,19 @@ pub struct Deliverer {
 pub struct ClientError(#[from] reqwest::Error);
 
 /// Read at most this much of a response body; the rest is dropped. Reading
-/// (rather than dropping at once) lets the connection go back to the pool.
+/// a small answer to its end lets the connection go back to the pool; a huge
+/// or endless one is cut off here (and by the timeout).
 const DRAIN_LIMIT: usize = 64 * 1024;
 
 impl Deliverer {
-    /// A client with the given whole-request timeout.
-    pub fn new(timeout: Duration) -> Result<Self, ClientError> {
+    /// A client with the given whole-request timeout, destination policy and
+    /// signing secrets (none: deliveries are not signed).
+    pub fn new(
+        timeout: Duration,
+        policy: DestinationPolicy,
+        secrets: Vec<SigningSecret>,
+    ) -> Result<Self, ClientError> {
+        let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .user_agent(concat!("hook-slinger/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -113,97 +130,133 @@ impl Deliverer {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
+            .dns_resolver(Arc::new(ssrf::GuardedResolver { policy: policy.clone() }))
             .build()?;
-        Ok(Self { client, timeout })
+        Ok(Self { client, timeout, policy, secrets: secrets.into() })
     }
 
     /// POSTs the job's payload once.
     pub async fn send(&self, id: &JobId, spec: &JobSpec) -> Outcome {
+        // IP literals never reach the resolver, so they are checked here.
+        if let Some(host) = spec.to_url.as_url().host() {
+            if let Err(b) = self.policy.check_host(&host) {
+                return Outcome::Blocked { error: b.to_string() };
+            }
+        }
         let body = match serde_json::to_vec(&spec.payload) {
             Ok(b) => b,
             Err(e) => return Outcome::Unreachable { error: format!("could not encode payload: {e}") },
         };
-        let mut req = self
-            .client
-            .post(spec.to_url.as_url().clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(JOB_ID_HEADER, id.as_str())
-            .body(body);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            headers.insert(JOB_ID_HEADER, v.clone());
+            if !self.secrets.is_empty() {
+                let ts = chrono::Utc::now().timestamp();
+                let sig = signature_header(&self.secrets, id.as_str(), ts, &body);
+                headers.insert("webhook-id", v);
+                headers.insert("webhook-timestamp", HeaderValue::from(ts));
+                if let Ok(sig) = HeaderValue::from_str(&sig) {
+                    headers.insert("webhook-signature", sig);
+                }
+            }
+        }
         if let Some(auth) = &spec.to_auth {
             match HeaderValue::from_str(auth) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
-                    req = req.header(AUTHORIZATION, v);
+                    headers.insert(AUTHORIZATION, v);
                 }
                 Err(_) => return Outcome::Unreachable { error: "to_auth is not a valid header value".to_owned() },
             }
         }
+        let req = self.client.post(spec.to_url.as_url().clone()).headers(headers).body(body);
         match req.send().await {
-            Ok(mut resp) => {
+            Ok(resp) => {
                 let status = resp.status().as_u16();
-                let mut read = 0;
-                while read < DRAIN_LIMIT {
-                    match resp.chunk().await {
-                        Ok(Some(chunk)) => read += chunk.len(),
-                        _ => break,
-                    }
-                }
+                let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                let response = sample(resp).await;
                 if (200..300).contains(&status) {
-                    Outcome::Delivered { status }
+                    Outcome::Delivered { status, response }
                 } else {
-                    Outcome::Refused { status }
+                    Outcome::Refused { status, retry_after, response }
                 }
             }
-            Err(e) => Outcome::Unreachable { error: describe(&e, self.timeout) },
+            Err(e) => classify(&e, self.timeout),
         }
     }
 }
 
+/// Keeps selected headers and the first bytes of the body.
+async fn sample(mut resp: reqwest::Response) -> ResponseSample {
+    let headers = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = resp.headers().get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), v.chars().take(256).collect()))
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while read < DRAIN_LIMIT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = BODY_SAMPLE_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    let truncated = read > kept.len();
+    let body = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned());
+    ResponseSample { headers, body, truncated }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
 /// A short reason with its cause chain; reqwest errors name the URL but
 /// never the body.
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {:.1}s", timeout.as_secs_f64());
+fn classify(e: &reqwest::Error, timeout: Duration) -> Outcome {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(b) = s.downcast_ref::<Blocked>() {
+            return Outcome::Blocked { error: b.to_string() };
+        }
+        source = s.source();
     }
-    let kind = if e.is_connect() { "connection failed" } else { "request failed" };
-    let mut msg = kind.to_owned();
+    if e.is_timeout() {
+        return Outcome::Unreachable { error: format!("timed out after {:.1}s", timeout.as_secs_f64()) };
+    }
+    let mut msg = if e.is_connect() { "connection failed" } else { "request failed" }.to_owned();
     let mut source = e.source();
     while let Some(s) = source {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    msg
+    Outcome::Unreachable { error: msg }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn policy(backoff: Backoff) -> RetryPolicy {
-        RetryPolicy { max_retries: 3, interval: Duration::from_secs(5), backoff }
-    }
-
     #[test]
-    fn linear_backoff_grows_by_interval() {
-        let p = policy(Backoff::Linear);
-        let waits: Vec<_> = (1..=4).map(|n| p.after_failure(n)).collect();
-        assert_eq!(
-            waits,
-            [Some(Duration::from_secs(5)), Some(Duration::from_secs(10)), Some(Duration::from_secs(15)), None]
-        );
-    }
-
-    #[test]
-    fn fixed_backoff_stays_put() {
-        let p = policy(Backoff::Fixed);
-        assert_eq!(p.after_failure(3), Some(Duration::from_secs(5)));
-        assert_eq!(p.after_failure(4), None);
-    }
-
-    #[test]
-    fn zero_retries_means_one_attempt() {
-        let p = RetryPolicy { max_retries: 0, ..policy(Backoff::Linear) };
-        assert_eq!(p.after_failure(1), None);
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let d = parse_retry_after(&soon).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -8,5 +8,5 @@ mod target;
 
 pub use job_id::{JobId, JobIdError};
 pub use label::{Label, LabelError};
-pub use new_job::{FieldError, NewJob, NewJobError};
+pub use new_job::{FieldError, Limits, NewJob, NewJobError};
 pub use target::{TargetUrl, TargetUrlError};

@@ -1,3 +1,6 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{JobId, Label, LabelError, TargetUrl, TargetUrlError};
@@ -15,6 +18,20 @@ pub struct NewJob {
     pub tag: Option<Label>,
     /// The JSON object POSTed to `to_url`.
     pub payload: Map<String, Value>,
+    /// Retries this job asks for instead of the server's default.
+    pub max_retries: Option<u32>,
+    /// Deliver no earlier than this (`deliver_at` or `delay_seconds`);
+    /// `None` means now.
+    pub deliver_at: Option<DateTime<Utc>>,
+}
+
+/// What a request may ask for, set by the operator.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most retries a job may ask for.
+    pub max_retries: u32,
+    /// How far ahead a delivery may be scheduled.
+    pub max_delay: Duration,
 }
 
 /// One problem with one field of a request body.
@@ -50,7 +67,7 @@ impl NewJob {
 
     /// Checks a parsed JSON body; unknown fields are ignored, as in the
     /// original.
-    pub fn parse(body: Value) -> Result<Self, NewJobError> {
+    pub fn parse(body: Value, limits: &Limits, now: DateTime<Utc>) -> Result<Self, NewJobError> {
         let Value::Object(mut obj) = body else {
             return Err(NewJobError::NotAnObject);
         };
@@ -115,8 +132,30 @@ impl NewJob {
             }
         };
 
+        let max_retries = match obj.remove("max_retries") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v <= u64::from(limits.max_retries) => Some(v as u32),
+                _ => {
+                    errors.push(FieldError {
+                        field: "max_retries",
+                        kind: "value",
+                        message: format!("must be a whole number from 0 to {} (MAX_RETRIES_LIMIT)", limits.max_retries),
+                    });
+                    None
+                }
+            },
+            Some(other) => {
+                errors.push(wrong_type("max_retries", "a whole number", &other));
+                None
+            }
+        };
+        let deliver_at = schedule(&mut obj, limits, now, &mut errors);
+
         match (to_url, payload) {
-            (Some(to_url), Some(payload)) if errors.is_empty() => Ok(Self { to_url, to_auth, group, tag, payload }),
+            (Some(to_url), Some(payload)) if errors.is_empty() => {
+                Ok(Self { to_url, to_auth, group, tag, payload, max_retries, deliver_at })
+            }
             _ => Err(NewJobError::Fields(errors)),
         }
     }
@@ -127,6 +166,67 @@ impl NewJob {
     }
 }
 
+/// `deliver_at` (RFC 3339) or `delay_seconds`, not both; a time in the past
+/// means now; no further ahead than `limits.max_delay`.
+fn schedule(
+    obj: &mut Map<String, Value>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let at = match (obj.remove("deliver_at"), obj.remove("delay_seconds")) {
+        (None | Some(Value::Null), None | Some(Value::Null)) => return None,
+        (Some(Value::String(s)), None | Some(Value::Null)) => match DateTime::parse_from_rfc3339(&s) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => {
+                errors.push(FieldError { field: "deliver_at", kind: "value", message: format!("not an RFC 3339 time: {e}") });
+                return None;
+            }
+        },
+        (Some(other), None | Some(Value::Null)) => {
+            errors.push(wrong_type("deliver_at", "an RFC 3339 string", &other));
+            return None;
+        }
+        (None | Some(Value::Null), Some(Value::Number(n))) => match n.as_f64() {
+            Some(secs) if (0.0..=limits.max_delay.as_secs_f64()).contains(&secs) => {
+                now + chrono::Duration::milliseconds((secs * 1000.0) as i64)
+            }
+            _ => {
+                errors.push(FieldError {
+                    field: "delay_seconds",
+                    kind: "value",
+                    message: format!("must be from 0 to {} seconds (MAX_DELAY)", limits.max_delay.as_secs()),
+                });
+                return None;
+            }
+        },
+        (None | Some(Value::Null), Some(other)) => {
+            errors.push(wrong_type("delay_seconds", "a number of seconds", &other));
+            return None;
+        }
+        (Some(_), Some(_)) => {
+            errors.push(FieldError {
+                field: "deliver_at",
+                kind: "value",
+                message: "send deliver_at or delay_seconds, not both".to_owned(),
+            });
+            return None;
+        }
+    };
+    if at <= now {
+        return None;
+    }
+    if (at - now).to_std().unwrap_or_default() > limits.max_delay {
+        errors.push(FieldError {
+            field: "deliver_at",
+            kind: "value",
+            message: format!("is more than {} seconds ahead (MAX_DELAY)", limits.max_delay.as_secs()),
+        });
+        return None;
+    }
+    Some(at)
+}
+
 /// True when the fields other than `to_url` would parse, so that a bad URL
 /// alone gets the original's 400 rather than a 422 list.
 fn obj_fields_ok(obj: &Map<String, Value>) -> bool {
@@ -135,7 +235,14 @@ fn obj_fields_ok(obj: &Map<String, Value>) -> bool {
         Some(Value::String(s)) => Label::parse_optional(s).is_ok(),
         _ => string_or_absent(k),
     });
-    string_or_absent("to_auth") && labels_ok && matches!(obj.get("payload"), Some(Value::Object(_)))
+    let delay_ok = matches!(obj.get("delay_seconds"), None | Some(Value::Null) | Some(Value::Number(_)));
+    let retries_ok = matches!(obj.get("max_retries"), None | Some(Value::Null) | Some(Value::Number(_)));
+    string_or_absent("to_auth")
+        && string_or_absent("deliver_at")
+        && delay_ok
+        && retries_ok
+        && labels_ok
+        && matches!(obj.get("payload"), Some(Value::Object(_)))
 }
 
 fn optional_string(obj: &mut Map<String, Value>, field: &'static str, errors: &mut Vec<FieldError>) -> Option<String> {
@@ -180,9 +287,38 @@ mod tests {
 
     use super::*;
 
+    const LIMITS: Limits = Limits { max_retries: 25, max_delay: Duration::from_secs(86_400) };
+
+    impl NewJob {
+        fn parse_now(body: Value) -> Result<Self, NewJobError> {
+            Self::parse(body, &LIMITS, Utc::now())
+        }
+    }
+
+    #[test]
+    fn schedules_within_limits() {
+        let now = Utc::now();
+        let job = NewJob::parse(json!({"to_url": "http://a/", "payload": {}, "delay_seconds": 60}), &LIMITS, now).unwrap();
+        assert_eq!(job.deliver_at, Some(now + chrono::Duration::seconds(60)));
+        let past = NewJob::parse(json!({"to_url": "http://a/", "payload": {}, "deliver_at": "2001-01-01T00:00:00Z"}), &LIMITS, now).unwrap();
+        assert_eq!(past.deliver_at, None, "a time in the past means now");
+        for bad in [json!({"delay_seconds": 90_000}), json!({"delay_seconds": -1}), json!({"deliver_at": "tomorrow"}), json!({"deliver_at": "2001-01-01T00:00:00Z", "delay_seconds": 1})] {
+            let mut body = json!({"to_url": "http://a/", "payload": {}});
+            body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+            assert!(NewJob::parse(body.clone(), &LIMITS, now).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn max_retries_is_capped() {
+        assert_eq!(NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": 0})).unwrap().max_retries, Some(0));
+        assert!(NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": 26})).is_err());
+        assert!(NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": "3"})).is_err());
+    }
+
     #[test]
     fn parses_the_original_example() {
-        let job = NewJob::parse(json!({
+        let job = NewJob::parse_now(json!({
             "to_url": "https://webhook.site/x", "to_auth": "", "tag": "Dhaka", "group": "Bangladesh",
             "payload": {"greetings": "Hello, world!"}, "unknown": 1
         }))
@@ -193,14 +329,14 @@ mod tests {
 
     #[test]
     fn bad_url_alone_is_the_original_400_case() {
-        let err = NewJob::parse(json!({"to_url": "ftp://x", "payload": {}})).unwrap_err();
+        let err = NewJob::parse_now(json!({"to_url": "ftp://x", "payload": {}})).unwrap_err();
         assert_eq!(err, NewJobError::InvalidUrl(TargetUrlError::Scheme));
         assert_eq!(err.to_string(), "Parameter 'to_url' is not a valid URL.");
     }
 
     #[test]
     fn lists_every_bad_field() {
-        let NewJobError::Fields(errors) = NewJob::parse(json!({"to_url": 5, "tag": "a b", "payload": []})).unwrap_err()
+        let NewJobError::Fields(errors) = NewJob::parse_now(json!({"to_url": 5, "tag": "a b", "payload": []})).unwrap_err()
         else {
             panic!("expected field errors")
         };
@@ -210,7 +346,7 @@ mod tests {
 
     #[test]
     fn missing_fields_are_named() {
-        let NewJobError::Fields(errors) = NewJob::parse(json!({})).unwrap_err() else { panic!() };
+        let NewJobError::Fields(errors) = NewJob::parse_now(json!({})).unwrap_err() else { panic!() };
         assert_eq!(
             errors.iter().map(|e| (e.field, e.kind)).collect::<Vec<_>>(),
             [("to_url", "missing"), ("payload", "missing")]
@@ -219,6 +355,6 @@ mod tests {
 
     #[test]
     fn refuses_header_injection_in_to_auth() {
-        assert!(NewJob::parse(json!({"to_url": "http://a/", "to_auth": "x\r\ny: z", "payload": {}})).is_err());
+        assert!(NewJob::parse_now(json!({"to_url": "http://a/", "to_auth": "x\r\ny: z", "payload": {}})).is_err());
     }
 }

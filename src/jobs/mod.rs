@@ -102,6 +102,9 @@ pub struct JobSpec {
     pub tag: Option<Label>,
     /// The JSON object POSTed.
     pub payload: Map<String, Value>,
+    /// Retries this job asked for (instead of `MAX_RETRIES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
 }
 
 impl JobSpec {
@@ -118,6 +121,7 @@ impl From<NewJob> for JobSpec {
             group: job.group,
             tag: job.tag,
             payload: job.payload,
+            max_retries: job.max_retries,
         }
     }
 }
@@ -141,6 +145,15 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The worker that made the attempt.
     pub worker: String,
+    /// Selected response headers, when the receiver answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// The first 4 KiB of the response body, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// True when the response body was longer than what was kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub response_truncated: bool,
 }
 
 /// A job as stored: its spec, where it is, and what happened so far.
@@ -168,6 +181,8 @@ pub struct JobRecord {
     pub last_status: Option<u16>,
     /// The last error.
     pub last_error: Option<String>,
+    /// Why the job stopped without being delivered (state `failed`).
+    pub stop_reason: Option<String>,
     /// Every attempt, oldest first.
     pub attempt_log: Vec<Attempt>,
 }

@@ -17,6 +17,7 @@
 //! | `expiry`              | zset | finished jobs, scored by when retention ends    |
 //! | `stats:<unix minute>` | hash | `delivered`, `failed_attempts`, `failed` counts (2 h TTL) |
 //! | `workers`             | zset | worker names, scored by last heartbeat (ms)     |
+//! | `idem:<caller>:<key>` | hash | first answer to an `Idempotency-Key` (TTL)      |
 //! | `worker:<name>`       | hash | [`WorkerBeat`] fields (TTL: a few heartbeats)   |
 //!
 //! An index per dimension is what lets new dimensions (the endpoint and the
@@ -27,6 +28,12 @@
 //! with `ZRANGE ... BYSCORE REV LIMIT`, in O(log n + page) whatever the
 //! total, so nothing ever scans. Every state change is one Lua script that
 //! moves the job between indexes atomically.
+
+mod admin;
+mod listing;
+
+pub use admin::{MinuteStats, RetryNow, WorkerInfo, WORKER_GONE_AFTER};
+pub use listing::{Cursor, CursorError, JobFilter, JobSummary, Page, MAX_PAGE};
 
 use std::time::Duration;
 
@@ -86,14 +93,14 @@ pub enum Requeue {
 }
 
 /// Where a finished attempt leaves the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NextStep {
     /// Delivered.
     Succeeded,
     /// Try again at this time.
     RetryAt(DateTime<Utc>),
-    /// Out of retries.
-    Failed,
+    /// Stopped for good, for this reason.
+    Failed(String),
 }
 
 /// How long finished jobs are kept (`RETENTION_SUCCEEDED`, `RETENTION_FAILED`).
@@ -130,6 +137,44 @@ pub struct WorkerBeat {
     pub delivered: u64,
     /// Attempts that failed since start.
     pub failed: u64,
+}
+
+/// A job to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// Its id.
+    pub id: &'a JobId,
+    /// What to send where.
+    pub spec: &'a JobSpec,
+    /// Deliver no earlier than this; `None` is now.
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// An `Idempotency-Key`, scoped to one caller, with the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    /// Caller scope and key, e.g. `<token id>:<key>`.
+    pub key: String,
+    /// Hash of the request body: the same key with another body is a conflict.
+    pub fingerprint: String,
+    /// How long the key is remembered.
+    pub ttl: Duration,
+}
+
+/// What [`JobStore::create`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// This many jobs were stored.
+    New(u32),
+    /// The idempotency key was used before; nothing was stored.
+    Duplicate {
+        /// The first request's fingerprint.
+        fingerprint: String,
+        /// The job the first request created.
+        id: JobId,
+        /// When the first request was accepted.
+        queued_at: DateTime<Utc>,
+    },
 }
 
 /// Handle on the job records; cheap to clone (one multiplexed connection).
@@ -215,26 +260,54 @@ impl JobStore {
         Ok(())
     }
 
-    /// Stores new jobs in state `queued`, in one round trip.
+    /// Stores new jobs, in one round trip: `queued`, or `scheduled` when
+    /// their `due` time is ahead. With an idempotency claim, nothing is
+    /// stored if the key was seen before; the first request's answer comes
+    /// back instead.
     #[tracing::instrument(skip_all, fields(jobs = jobs.len()))]
-    pub async fn create(&self, jobs: &[(JobId, &JobSpec)], now: DateTime<Utc>) -> Result<u32, StoreError> {
+    pub async fn create(
+        &self,
+        jobs: &[NewRecord<'_>],
+        idempotency: Option<&IdempotencyClaim>,
+        now: DateTime<Utc>,
+    ) -> Result<Created, StoreError> {
         let mut inv = SCRIPTS.create.prepare_invoke();
         inv.arg(&self.prefix).arg(ms(now));
-        for (id, spec) in jobs {
-            inv.arg(id.as_str())
+        match idempotency {
+            Some(claim) => inv.arg(&claim.key).arg(&claim.fingerprint).arg(claim.ttl.as_millis() as u64),
+            None => inv.arg("").arg("").arg(0),
+        };
+        for job in jobs {
+            let spec = job.spec;
+            inv.arg(job.id.as_str())
                 .arg(serde_json::to_string(spec)?)
                 .arg(spec.group.as_ref().map(|l| l.as_str()).unwrap_or_default())
                 .arg(spec.tag.as_ref().map(|l| l.as_str()).unwrap_or_default())
-                .arg(spec.to_url.host());
+                .arg(spec.to_url.host())
+                .arg(job.due.map(ms).unwrap_or(0));
         }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match reply.as_slice() {
+            [dup, fingerprint, id, queued_at] if dup == "dup" => Ok(Created::Duplicate {
+                fingerprint: fingerprint.clone(),
+                id: JobId::parse(id).map_err(|e| StoreError::Corrupt { id: id.clone(), why: e.to_string() })?,
+                queued_at: from_ms(queued_at.parse().unwrap_or_default()),
+            }),
+            [_, n] => Ok(Created::New(n.parse().unwrap_or_default())),
+            other => Err(StoreError::Corrupt { id: "create".to_owned(), why: format!("unexpected reply {other:?}") }),
+        }
     }
 
-    /// Removes a job that was stored but never queued (the enqueue failed).
-    #[tracing::instrument(skip_all, fields(job_id = %id))]
-    pub async fn discard(&self, id: &JobId) -> Result<bool, StoreError> {
-        let n: i32 = SCRIPTS.discard.arg(&self.prefix).arg(id.as_str()).invoke_async(&mut self.conn.clone()).await?;
-        Ok(n == 1)
+    /// Removes jobs that were stored but never queued (the enqueue failed),
+    /// and forgets the idempotency key that claimed them.
+    #[tracing::instrument(skip_all, fields(jobs = ids.len()))]
+    pub async fn discard(&self, ids: &[JobId], idempotency: Option<&IdempotencyClaim>) -> Result<u32, StoreError> {
+        let mut inv = SCRIPTS.discard.prepare_invoke();
+        inv.arg(&self.prefix).arg(idempotency.map(|c| c.key.as_str()).unwrap_or_default());
+        for id in ids {
+            inv.arg(id.as_str());
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Reads a job with its attempt log.
@@ -273,6 +346,7 @@ impl JobStore {
             next_attempt_at: num("next_attempt_at").map(from_ms),
             last_status: num("last_status").map(|s| s as u16),
             last_error: fields.get("last_error").cloned(),
+            stop_reason: fields.get("stop_reason").cloned(),
             attempt_log,
         }))
     }
@@ -317,7 +391,7 @@ impl JobStore {
         let keep = |d: Duration| ms(now) + d.as_millis() as i64;
         let (state, next_at, expires) = match next {
             NextStep::Succeeded => (JobState::Succeeded, String::new(), keep(self.retention.succeeded)),
-            NextStep::Failed => (JobState::Failed, String::new(), keep(self.retention.failed)),
+            NextStep::Failed(_) => (JobState::Failed, String::new(), keep(self.retention.failed)),
             NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string(), 0),
         };
         let n: i32 = SCRIPTS
@@ -334,6 +408,10 @@ impl JobStore {
             .arg(next_at)
             .arg(expires)
             .arg(now.timestamp() / 60)
+            .arg(match &next {
+                NextStep::Failed(why) => why.as_str(),
+                _ => "",
+            })
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)

@@ -9,7 +9,7 @@ use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use chrono::Utc;
 
 use crate::{
-    delivery::Outcome,
+    delivery::{Outcome, Verdict},
     jobs::{Attempt, QueueTask},
     store::{Claim, NextStep},
 };
@@ -61,6 +61,7 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
     let counter =
         if matches!(outcome, Outcome::Delivered { .. }) { &rt.counters.delivered } else { &rt.counters.failed };
     counter.fetch_add(1, Ordering::Relaxed);
+    let response = outcome.response();
     let record = Attempt {
         attempt: attempts_before + 1,
         cycle,
@@ -69,16 +70,18 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
         status: outcome.status(),
         error: outcome.error(),
         worker,
+        response_headers: response.map(|r| r.headers.clone()).filter(|h| !h.is_empty()),
+        response_body: response.and_then(|r| r.body.clone()),
+        response_truncated: response.is_some_and(|r| r.truncated),
     };
     let host = spec.to_url.host();
-    let next = match &outcome {
-        Outcome::Delivered { .. } => NextStep::Succeeded,
-        _ => match rt.retry.after_failure(attempt) {
-            Some(wait) => NextStep::RetryAt(Utc::now() + wait),
-            None => NextStep::Failed,
-        },
+    let max_retries = spec.max_retries.unwrap_or(rt.retry.max_retries);
+    let next = match rt.retry.decide(&outcome, attempt, max_retries) {
+        Verdict::Done => NextStep::Succeeded,
+        Verdict::RetryIn(wait) => NextStep::RetryAt(Utc::now() + wait),
+        Verdict::Stop(why) => NextStep::Failed(why.to_string()),
     };
-    if !rt.store.finish(&job_id, attempt, &record, next).await? {
+    if !rt.store.finish(&job_id, attempt, &record, next.clone()).await? {
         tracing::debug!("attempt already recorded by a duplicate task");
         return Ok(());
     }
@@ -94,12 +97,13 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
             retry_in_ms = (at - Utc::now()).num_milliseconds().max(0),
             "attempt failed; retry scheduled"
         ),
-        NextStep::Failed => tracing::error!(
+        NextStep::Failed(why) => tracing::error!(
             host,
             status,
             duration_ms = ms,
             error = record.error.as_deref().unwrap_or(""),
-            "attempt failed; out of retries, job failed"
+            reason = %why,
+            "attempt failed; job failed"
         ),
     }
     Ok(())

@@ -73,7 +73,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let queue = Queue::new(conn.clone(), queue::apalis_config(&settings));
     let runtime = Arc::new(Runtime {
         store: store.clone(),
-        deliverer: Deliverer::new(settings.worker.http_timeout)?,
+        deliverer: Deliverer::new(
+            settings.worker.http_timeout,
+            settings.destinations.clone(),
+            settings.worker.signing_secrets.clone(),
+        )?,
         retry: settings.worker.retry,
         counters: Counters::default(),
     });

@@ -23,7 +23,7 @@ async fn backlog_of_20000_jobs_is_drained_by_one_worker() {
     futures::stream::iter(0..n)
         .map(|_| {
             let service = app.service.clone();
-            let job = NewJob::parse(job_body(&url)).unwrap();
+            let job = NewJob::parse(job_body(&url), &LIMITS, chrono::Utc::now()).unwrap();
             async move { service.accept(job).await.unwrap() }
         })
         .buffer_unordered(64)

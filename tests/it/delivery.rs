@@ -129,7 +129,7 @@ async fn fixed_backoff_and_unreachable_receivers_are_retried() {
 #[tokio::test]
 async fn timeouts_are_recorded_and_retried() {
     let rx = Receiver::start().await;
-    rx.script([Reply { status: 200, delay: Duration::from_secs(3) }]);
+    rx.script([Reply { status: 200, delay: Duration::from_secs(3), ..Default::default() }]);
     let s = settings(&[("HTTP_TIMEOUT", "0.5"), ("MAX_RETRIES", "1")]);
     let app = spawn_app(s.clone()).await;
     let worker = spawn_worker(&s);
@@ -145,7 +145,7 @@ async fn timeouts_are_recorded_and_retried() {
 async fn two_workers_deliver_each_job_once() {
     let rx = Receiver::start().await;
     // Slow enough that one worker cannot take everything before the other polls.
-    rx.set_default(Reply { status: 200, delay: Duration::from_millis(20) });
+    rx.set_default(Reply { status: 200, delay: Duration::from_millis(20), ..Default::default() });
     let s = settings(&[("WORKER_CONCURRENCY", "8")]);
     let app = spawn_app(s.clone()).await;
     let a = spawn_worker(&s);
@@ -154,7 +154,7 @@ async fn two_workers_deliver_each_job_once() {
     let mut ids = Vec::new();
     for _ in 0..n {
         ids.push(
-            app.service.accept(hook_slinger::domain::NewJob::parse(job_body(&rx.url("/"))).unwrap()).await.unwrap().id,
+            app.service.accept(hook_slinger::domain::NewJob::parse(job_body(&rx.url("/")), &LIMITS, chrono::Utc::now()).unwrap()).await.unwrap().id,
         );
     }
     app.wait_count(JobState::Succeeded, n as u64, Duration::from_secs(30)).await;

@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token";
 
+pub const LIMITS: hook_slinger::domain::Limits =
+    hook_slinger::domain::Limits { max_retries: 25, max_delay: Duration::from_secs(86_400) };
+
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
@@ -47,6 +50,9 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
         ("WORKER_CONCURRENCY", "16"),
         ("SHUTDOWN_TIMEOUT", "10"),
         ("LOG_LEVEL", "warn"),
+        // Receivers in tests listen on loopback, which the SSRF guard refuses
+        // by default; the guard's own tests turn this off.
+        ("ALLOW_PRIVATE_DESTINATIONS", "true"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -221,15 +227,21 @@ impl Received {
 }
 
 /// How the receiver answers one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Reply {
     pub status: u16,
     pub delay: Duration,
+    /// Answer with this many bytes of body.
+    pub body_len: usize,
+    /// Answer with a body that never ends.
+    pub endless: bool,
+    /// Send `Retry-After: <seconds>`.
+    pub retry_after: Option<u64>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, delay: Duration::ZERO }
+        Self { status, ..Default::default() }
     }
 }
 
@@ -269,7 +281,20 @@ async fn receive(req: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>)
     }
     state.got.lock().unwrap().push(rec);
     state.notify.notify_waiters();
-    poem::Response::builder().status(poem::http::StatusCode::from_u16(reply.status).unwrap()).body("ok")
+    let mut resp = poem::Response::builder()
+        .status(poem::http::StatusCode::from_u16(reply.status).unwrap())
+        .header("x-request-id", "rx-1");
+    if let Some(secs) = reply.retry_after {
+        resp = resp.header("retry-after", secs.to_string());
+    }
+    if reply.endless {
+        let chunks = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(vec![b'z'; 8192]));
+        return resp.body(poem::Body::from_bytes_stream(chunks));
+    }
+    if reply.body_len > 0 {
+        return resp.body(vec![b'x'; reply.body_len]);
+    }
+    resp.body("ok")
 }
 
 impl Receiver {

@@ -6,3 +6,4 @@ mod api;
 mod delivery;
 mod helpers;
 mod processes;
+mod rules;

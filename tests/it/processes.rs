@@ -22,6 +22,7 @@ fn worker_process(s: &Settings, dir: &std::path::Path) -> Child {
         .env("SHUTDOWN_TIMEOUT", "20")
         .env("LOG_LEVEL", "info")
         .env("LOG_COLOR", "never")
+        .env("ALLOW_PRIVATE_DESTINATIONS", "true")
         .stdout(Stdio::null())
         .spawn()
         .expect("worker binary runs")
@@ -36,7 +37,7 @@ fn signal(child: &Child, sig: &str) {
 async fn killed_worker_jobs_are_delivered_by_another() {
     let rx = Receiver::start().await;
     // The first delivery hangs, so the worker is killed in the middle of it.
-    rx.script([Reply { status: 200, delay: Duration::from_secs(60) }]);
+    rx.script([Reply { status: 200, delay: Duration::from_secs(60), ..Default::default() }]);
     let s = settings(&[("HEARTBEAT_INTERVAL", "1"), ("ORPHAN_AFTER", "3")]);
     let app = spawn_app(s.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -57,7 +58,7 @@ async fn killed_worker_jobs_are_delivered_by_another() {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_deliveries_and_exits_zero() {
     let rx = Receiver::start().await;
-    rx.script([Reply { status: 200, delay: Duration::from_millis(1500) }]);
+    rx.script([Reply { status: 200, delay: Duration::from_millis(1500), ..Default::default() }]);
     let s = settings(&[]);
     let app = spawn_app(s.clone()).await;
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,8 @@
 -- ARGV: prefix, id, cycle, attempt, now (ms), next state, attempt JSON,
 --       last status ('' = none), last error ('' = none), next attempt (ms, '' = none),
 --       expires at (ms; used when the job ends succeeded or failed),
---       minute bucket (unix minutes) for the per-minute counters.
+--       minute bucket (unix minutes) for the per-minute counters,
+--       stop reason ('' = none; set when the job fails).
 -- Returns 1, or 0 when the attempt is not the one this job is waiting for.
 local p, id = ARGV[1], ARGV[2]
 local key = p .. 'job:' .. id
@@ -19,6 +20,7 @@ redis.call('HSET', key, 'cycle_attempts', ARGV[4], 'state', nxt, 'updated_at', A
 redis.call('HDEL', key, 'worker')
 if ARGV[8] ~= '' then redis.call('HSET', key, 'last_status', ARGV[8]) else redis.call('HDEL', key, 'last_status') end
 if ARGV[9] ~= '' then redis.call('HSET', key, 'last_error', ARGV[9]) else redis.call('HDEL', key, 'last_error') end
+if ARGV[13] ~= '' then redis.call('HSET', key, 'stop_reason', ARGV[13]) else redis.call('HDEL', key, 'stop_reason') end
 redis.call('ZREM', p .. 'state:delivering', id)
 redis.call('ZADD', p .. 'state:' .. nxt, h[4], id)
 if nxt == 'scheduled' then
