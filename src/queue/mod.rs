@@ -7,6 +7,7 @@
 //! test in `tests/it/apalis_workarounds.rs` that fails without it; delete
 //! both when upstream fixes the defect.
 
+pub mod wake;
 pub mod workarounds;
 
 use std::time::Duration;
@@ -82,6 +83,16 @@ impl Queue {
             .map(|t| Ok(TaskBuilder::new(serde_json::to_vec(t)?).task_id(TaskId::from_string(t.task_id())).build()))
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
         apalis_redis::queries::push_tasks(&mut self.conn.clone(), &self.config, &compact).await?;
+        // Wake idle workers now rather than at their next poll. Losing this
+        // message only costs latency, so its failure is not the caller's.
+        let published: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(wake::channel(self.config.queue.as_ref()))
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = published {
+            tracing::debug!(error.message = %e, "could not publish a wake-up");
+        }
         Ok(())
     }
 

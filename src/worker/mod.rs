@@ -19,7 +19,9 @@ use std::{
 };
 
 use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_core::backend::ext::BackendExt;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -84,6 +86,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let identity = scheduler::Identity::new(&settings.worker.name_prefix);
 
     let stop = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(queue::wake::listen(
+        redis::Client::open(settings.redis.url.as_str())?,
+        settings.redis.queue.clone(),
+        wake.clone(),
+        stop.clone(),
+    ));
     {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -110,7 +119,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         run_no += 1;
         let name = workarounds::unique_worker_name(&settings.worker.name_prefix, run_no);
         tracing::info!(worker = %name, concurrency = settings.worker.concurrency, queue = %settings.redis.queue, "worker started");
-        match run_once(&settings, &conn, &queue, &runtime, &name, &stop).await {
+        match run_once(&settings, &conn, &queue, &runtime, &name, &stop, &wake).await {
             Ok(()) => break,
             Err(e) if stop.is_cancelled() => {
                 tracing::warn!(error.message = %e, "worker ended with an error during shutdown");
@@ -143,12 +152,13 @@ fn run_once(
     runtime: &Arc<Runtime>,
     name: &str,
     stop: &CancellationToken,
+    wake: &Arc<Notify>,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), apalis_core::error::WorkerError>> + Send>> {
     // WORKAROUND(apalis-redis 1.0.0, APALIS.md #8): an idle worker only
-    // looks for work at each heartbeat unless told to poll.
-    let backend = Storage::new(conn.clone())
-        .with_config(queue.config().clone())
-        .poll_with_interval(settings.worker.poll_interval);
+    // looks for work at each heartbeat unless told to poll. We fetch when
+    // woken (work was just pushed) and poll as a safety net.
+    let strategy = Strategy::new().stream(queue::wake::stream(wake.clone())).interval(settings.worker.poll_interval);
+    let backend = Storage::new(conn.clone()).with_config(queue.config().clone()).poll_with_strategy(strategy);
     let worker = WorkerBuilder::new(name)
         .backend(backend)
         .concurrency(settings.worker.concurrency)

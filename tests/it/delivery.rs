@@ -154,7 +154,13 @@ async fn two_workers_deliver_each_job_once() {
     let mut ids = Vec::new();
     for _ in 0..n {
         ids.push(
-            app.service.accept(hook_slinger::domain::NewJob::parse(job_body(&rx.url("/")), &LIMITS, chrono::Utc::now()).unwrap()).await.unwrap().id,
+            app.service
+                .accept(
+                    hook_slinger::domain::NewJob::parse(job_body(&rx.url("/")), &LIMITS, chrono::Utc::now()).unwrap(),
+                )
+                .await
+                .unwrap()
+                .id,
         );
     }
     app.wait_count(JobState::Succeeded, n as u64, Duration::from_secs(30)).await;
@@ -201,5 +207,23 @@ async fn finished_jobs_expire_after_their_retention_with_their_indexes() {
     }
     let (status, v) = app.get_job(&kept).await;
     assert_eq!((status, v["state"].as_str()), (200, Some("failed")), "failed jobs keep their own retention");
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_workers_wake_when_work_arrives() {
+    let rx = Receiver::start().await;
+    // Polling alone would take up to 5 s; the wake-up makes it a round trip.
+    let s = settings(&[("WORKER_POLL_INTERVAL_MS", "5000")]);
+    let app = spawn_app(s.clone()).await;
+    let worker = spawn_worker(&s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let n = rx.received().len() + 1;
+        let posted = std::time::Instant::now();
+        app.accept(&job_body(&rx.url("/"))).await;
+        rx.wait_for(n, Duration::from_secs(10)).await;
+        assert!(posted.elapsed() < Duration::from_millis(1000), "delivered after {:?}", posted.elapsed());
+    }
     worker.shutdown().await;
 }

@@ -1,0 +1,60 @@
+//! Waking idle workers the moment work arrives.
+//!
+//! An idle apalis worker looks for work only every `WORKER_POLL_INTERVAL_MS`
+//! (and, without that, only at heartbeats: APALIS.md #8). Whoever puts work
+//! on the queue also publishes on `<QUEUE_NAME>:hs:wake`; every worker
+//! listens and fetches at once, so a job's wait is a round trip, not a poll
+//! interval. Polling stays as the safety net for lost messages (pub/sub is
+//! fire-and-forget) and for the time a subscription is reconnecting.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The pub/sub channel for a queue.
+pub fn channel(queue: &str) -> String {
+    format!("{queue}:hs:wake")
+}
+
+/// Listens on the wake channel until `stop`, reconnecting as needed, and
+/// signals `notify` once per message (a pending signal is kept if nobody
+/// is waiting, so no wake-up is lost between two fetches).
+pub async fn listen(client: redis::Client, queue: String, notify: Arc<Notify>, stop: CancellationToken) {
+    let channel = channel(&queue);
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_cancelled() {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    backoff = Duration::from_millis(100);
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            msg = messages.next() => match msg {
+                                Some(_) => notify.notify_one(),
+                                None => break,
+                            },
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error.message = %e, "wake subscription failed; polling meanwhile"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A stream that yields once per wake-up, for apalis's poll strategy.
+pub fn stream(notify: Arc<Notify>) -> Pin<Box<dyn Stream<Item = ()> + Send + Sync>> {
+    Box::pin(futures::stream::unfold(notify, |n| async move {
+        n.notified().await;
+        Some(((), n))
+    }))
+}
