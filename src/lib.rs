@@ -11,6 +11,7 @@
 //! - [`service`]: operations shared by the app, the worker and the monitor.
 //! - [`api`]: the HTTP API (`hook-slinger-app`).
 //! - [`worker`]: the delivering process (`hook-slinger-worker`).
+//! - [`monitor`]: the web UI and CLI to watch and fix jobs (`hook-slinger-monitor`).
 //! - [`metrics`]: Prometheus metrics of the app and the workers, and their `/metrics` endpoints.
 //! - [`telemetry`], [`shutdown`]: logs and signals for every process.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod delivery;
 pub mod domain;
 pub mod jobs;
 pub mod metrics;
+pub mod monitor;
 pub mod queue;
 pub mod service;
 pub mod shutdown;

@@ -6,6 +6,7 @@ mod body;
 mod errors;
 mod health;
 mod hooks;
+mod listing;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -96,8 +97,11 @@ pub fn openapi_spec() -> String {
     api_service().spec()
 }
 
-fn api_service() -> OpenApiService<(hooks::HooksApi, health::HealthApi), ()> {
-    OpenApiService::new((hooks::HooksApi, health::HealthApi), "Hook Slinger", env!("CARGO_PKG_VERSION")).description(
+type Apis = listing::SharedPaths<(hooks::HooksApi, listing::ListingApi, health::HealthApi)>;
+
+fn api_service() -> OpenApiService<Apis, ()> {
+    let apis = listing::SharedPaths((hooks::HooksApi, listing::ListingApi, health::HealthApi));
+    OpenApiService::new(apis, "Hook Slinger", env!("CARGO_PKG_VERSION")).description(
         "Send webhooks reliably. POST a job with a target URL and a JSON payload; it is answered \
              with 202 at once and delivered in the background, retried with backoff until it succeeds \
              or runs out of retries. Authorize with `Token <API_TOKEN>`.",

@@ -5,5 +5,6 @@ mod apalis_workarounds;
 mod api;
 mod delivery;
 mod helpers;
+mod monitor;
 mod processes;
 mod rules;

@@ -1,0 +1,184 @@
+//! The monitor's operations, shared by its web pages and its CLI, so a
+//! button and a command do exactly the same thing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    config::Settings,
+    domain::{JobId, Label},
+    jobs::{JobRecord, JobState},
+    queue::{self, Queue, QueueError},
+    service::{HookService, ServiceError},
+    store::{
+        self, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, Retention, RetryNow, StoreError, WorkerInfo,
+    },
+};
+
+/// A monitor operation failed (Redis is unavailable or a record is corrupt).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// A job operation failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Everything the overview shows, read at one moment.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    /// When it was read.
+    pub now: DateTime<Utc>,
+    /// Jobs per state, in life-cycle order.
+    pub counts: Vec<(JobState, u64)>,
+    /// Attempts waiting on the apalis queue.
+    pub queue_depth: u64,
+    /// When the oldest job still waiting for its first attempt was accepted.
+    pub oldest_queued: Option<DateTime<Utc>>,
+    /// Deliveries and failures per minute over the last hour, oldest first.
+    pub minutes: Vec<MinuteStats>,
+    /// The worker registry.
+    pub workers: Vec<WorkerInfo>,
+    /// How long finished jobs are kept.
+    pub retention: Retention,
+}
+
+impl Overview {
+    /// Jobs in `state`.
+    pub fn count(&self, state: JobState) -> u64 {
+        self.counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n).unwrap_or(0)
+    }
+
+    /// Workers that beat recently.
+    pub fn live_workers(&self) -> usize {
+        self.workers.iter().filter(|w| w.alive).count()
+    }
+}
+
+/// Which failed jobs a bulk requeue takes; unset parts match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Only this group.
+    pub group: Option<Label>,
+    /// Only this tag.
+    pub tag: Option<Label>,
+    /// Only this destination host.
+    pub host: Option<String>,
+}
+
+/// The monitor's handle on the jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Console {
+    service: HookService,
+    queue: Queue,
+    retention: Retention,
+}
+
+impl Console {
+    /// Connects lazily to the Redis and queue named in `settings`.
+    pub fn new(settings: &Settings) -> Result<Self, redis::RedisError> {
+        let conn = store::connect(&settings.redis)?;
+        let store = JobStore::new(conn.clone(), &settings.redis.queue, settings.retention);
+        let queue = Queue::new(conn, queue::apalis_config(settings));
+        let service = HookService::new(store, queue.clone(), settings.redis.response_timeout);
+        Ok(Self { service, queue, retention: settings.retention })
+    }
+
+    /// The job store.
+    pub fn store(&self) -> &JobStore {
+        self.service.store()
+    }
+
+    /// Answers when Redis answers.
+    pub async fn ready(&self) -> Result<(), ConsoleError> {
+        Ok(self.service.ready().await?)
+    }
+
+    /// Counts, queue, throughput and workers.
+    pub async fn overview(&self) -> Result<Overview, ConsoleError> {
+        let now = Utc::now();
+        let store = self.store();
+        let (counts, queue_depth, oldest_queued, minutes, workers) = futures::try_join!(
+            async { Ok::<_, ConsoleError>(store.counts().await?) },
+            async { Ok(self.queue.depth().await?) },
+            async { Ok(store.oldest_queued().await?) },
+            async { Ok(store.minute_stats(60, now).await?) },
+            async { Ok(store.workers(now).await?) },
+        )?;
+        Ok(Overview { now, counts, queue_depth, oldest_queued, minutes, workers, retention: self.retention })
+    }
+
+    /// One page of jobs; see [`JobStore::list`].
+    pub async fn list(&self, filter: &JobFilter, after: Option<&Cursor>, limit: usize) -> Result<Page, ConsoleError> {
+        Ok(self.store().list(filter, after, limit).await?)
+    }
+
+    /// A job with its attempt log.
+    pub async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, ConsoleError> {
+        Ok(self.service.get(id).await?)
+    }
+
+    /// Requeues a failed job through [`HookService::requeue`], the function
+    /// the API uses; a second requeue of the same job is refused, so a
+    /// double click does not deliver twice.
+    pub async fn requeue(&self, id: &JobId) -> Result<Requeue, ConsoleError> {
+        Ok(self.service.requeue(id).await?)
+    }
+
+    /// Requeues every failed job in `selection`, page by page. Returns how
+    /// many were requeued.
+    #[tracing::instrument(skip_all)]
+    pub async fn requeue_all_failed(&self, selection: &Selection) -> Result<u64, ConsoleError> {
+        let filter = JobFilter {
+            state: Some(JobState::Failed),
+            group: selection.group.clone(),
+            tag: selection.tag.clone(),
+            host: selection.host.clone(),
+            id: None,
+        };
+        let mut requeued = 0;
+        let mut after = None;
+        loop {
+            let page = self.list(&filter, after.as_ref(), store::MAX_PAGE).await?;
+            for job in &page.jobs {
+                let Ok(id) = JobId::parse(&job.id) else { continue };
+                if self.requeue(&id).await? == Requeue::Requeued {
+                    requeued += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        tracing::info!(requeued, "requeued failed jobs");
+        Ok(requeued)
+    }
+
+    /// Makes a scheduled job's next attempt due now.
+    pub async fn retry_now(&self, id: &JobId) -> Result<RetryNow, ConsoleError> {
+        Ok(self.store().retry_now(id).await?)
+    }
+
+    /// Deletes a job and its history.
+    pub async fn delete(&self, id: &JobId) -> Result<bool, ConsoleError> {
+        Ok(self.store().delete(id).await?)
+    }
+
+    /// Deletes succeeded jobs created more than `older_than` ago.
+    pub async fn purge_succeeded(&self, older_than: Duration) -> Result<u64, ConsoleError> {
+        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
+        Ok(self.store().purge_finished(JobState::Succeeded, before).await?)
+    }
+
+    /// The worker registry.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ConsoleError> {
+        Ok(self.store().workers(Utc::now()).await?)
+    }
+}

@@ -1,0 +1,296 @@
+//! Page and action handlers: each parses the request, calls one
+//! [`Console`] operation and renders a view or redirects.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use poem::{
+    handler,
+    http::StatusCode,
+    web::{Data, Form, Path, Query, Redirect},
+    IntoResponse, Response,
+};
+
+use crate::{
+    domain::{JobId, Label},
+    jobs::JobState,
+    store::{Cursor, JobFilter, Requeue, RetryNow},
+};
+
+use super::{
+    auth::{CsrfForm, Session},
+    console::{Console, ConsoleError, Selection},
+    views::{self, Frame, JobsQueryView, Nav},
+};
+
+/// Redis trouble becomes a page that says so; the cause is logged.
+fn unavailable(e: ConsoleError) -> poem::Error {
+    tracing::error!(error.message = %e, error.cause_chain = ?e, "monitor request failed");
+    poem::Error::from_response(views::error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Redis is unavailable; this page will work again once it answers.",
+    ))
+}
+
+/// Outcome messages after an action, chosen from a fixed list so that
+/// nothing from the URL is echoed as a message.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct Done {
+    done: Option<String>,
+    n: Option<u64>,
+}
+
+impl Done {
+    fn flash(&self) -> Option<(bool, String)> {
+        let n = self.n.unwrap_or(0);
+        Some(match self.done.as_deref()? {
+            "requeued" => (true, "Requeued: a fresh retry cycle starts now.".to_owned()),
+            "not_failed" => {
+                (false, "Not requeued: only failed jobs can be requeued (it was requeued already?).".to_owned())
+            }
+            "retrying" => (true, "The next attempt is due now.".to_owned()),
+            "not_scheduled" => (false, "Only jobs waiting for a retry can be retried now.".to_owned()),
+            "deleted" => (true, "The job was deleted.".to_owned()),
+            "requeued_all" => (true, format!("{n} failed jobs requeued.")),
+            "purged" => (true, format!("{n} succeeded jobs deleted.")),
+            _ => return None,
+        })
+    }
+}
+
+fn frame<'a>(nav: Nav, session: &'a Session, done: &Done) -> Frame<'a> {
+    Frame { nav, csrf: &session.csrf, logged_in: session.logged_in, flash: done.flash() }
+}
+
+#[handler]
+pub(super) async fn overview(
+    console: Data<&Console>,
+    session: Session,
+    Query(done): Query<Done>,
+) -> poem::Result<Response> {
+    let o = console.overview().await.map_err(unavailable)?;
+    let failed = JobFilter { state: Some(JobState::Failed), ..JobFilter::default() };
+    let recent = console.list(&failed, None, 10).await.map_err(unavailable)?;
+    Ok(views::overview(&frame(Nav::Overview, &session, &done), &o, &recent.jobs))
+}
+
+/// The jobs page's query string.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct JobsQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    cursor: String,
+    limit: Option<usize>,
+    done: Option<String>,
+    n: Option<u64>,
+}
+
+/// Parses the filters; a bad one is reported and the rest still apply.
+fn parse_filter(q: &JobsQuery) -> (JobFilter, Option<Cursor>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut label = |name: &str, raw: &str| match Label::parse_optional(raw.trim()) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.push(format!("{name}: {e}"));
+            None
+        }
+    };
+    let group = label("Group", &q.group);
+    let tag = label("Tag", &q.tag);
+    let state = match q.state.as_str() {
+        "" => None,
+        s => s.parse().map_err(|e: crate::jobs::UnknownState| problems.push(e.to_string())).ok(),
+    };
+    let id = match q.id.trim() {
+        "" => None,
+        raw => JobId::parse(raw).map_err(|e| problems.push(e.to_string())).ok(),
+    };
+    let host = Some(q.host.trim().to_ascii_lowercase()).filter(|h| !h.is_empty());
+    let cursor = match q.cursor.as_str() {
+        "" => None,
+        raw => raw.parse().map_err(|e: crate::store::CursorError| problems.push(e.to_string())).ok(),
+    };
+    (JobFilter { state, group, tag, host, id }, cursor, problems)
+}
+
+#[handler]
+pub(super) async fn jobs(
+    console: Data<&Console>,
+    session: Session,
+    Query(q): Query<JobsQuery>,
+) -> poem::Result<Response> {
+    let (filter, cursor, problems) = parse_filter(&q);
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let page = console.list(&filter, cursor.as_ref(), limit).await.map_err(unavailable)?;
+    let view = JobsQueryView {
+        state: q.state.clone(),
+        group: q.group.clone(),
+        tag: q.tag.clone(),
+        host: q.host.clone(),
+        id: q.id.clone(),
+        limit,
+    };
+    let done = Done { done: q.done.clone(), n: q.n };
+    let problem = (!problems.is_empty()).then(|| problems.join("; "));
+    let next = page.next.map(|c| c.to_string());
+    Ok(views::jobs(
+        &frame(Nav::Jobs, &session, &done),
+        Utc::now(),
+        &view,
+        problem.as_deref(),
+        &page.jobs,
+        next.as_deref(),
+        cursor.is_some(),
+    ))
+}
+
+fn job_id(raw: &str) -> poem::Result<JobId> {
+    JobId::parse(raw).map_err(|_| poem::Error::from_response(views::error_page(StatusCode::NOT_FOUND, "No such job.")))
+}
+
+#[handler]
+pub(super) async fn job(
+    console: Data<&Console>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(done): Query<Done>,
+) -> poem::Result<Response> {
+    let id = job_id(&id)?;
+    match console.job(&id).await.map_err(unavailable)? {
+        Some(record) => Ok(views::job(&frame(Nav::Jobs, &session, &done), Utc::now(), &record)),
+        None => Ok(views::error_page(StatusCode::NOT_FOUND, "No such job (it may have expired or been deleted).")),
+    }
+}
+
+fn back_to_job(id: &JobId, done: &str) -> Response {
+    Redirect::see_other(format!("/jobs/{id}?done={done}")).into_response()
+}
+
+#[handler]
+pub(super) async fn requeue(
+    console: Data<&Console>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let id = job_id(&id)?;
+    Ok(match console.requeue(&id).await.map_err(unavailable)? {
+        Requeue::Requeued => back_to_job(&id, "requeued"),
+        Requeue::NotFailed(_) => back_to_job(&id, "not_failed"),
+        Requeue::Missing => views::error_page(StatusCode::NOT_FOUND, "No such job."),
+    })
+}
+
+#[handler]
+pub(super) async fn retry_now(
+    console: Data<&Console>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let id = job_id(&id)?;
+    Ok(match console.retry_now(&id).await.map_err(unavailable)? {
+        RetryNow::Done => back_to_job(&id, "retrying"),
+        RetryNow::NotScheduled(_) => back_to_job(&id, "not_scheduled"),
+        RetryNow::Missing => views::error_page(StatusCode::NOT_FOUND, "No such job."),
+    })
+}
+
+#[handler]
+pub(super) async fn delete(
+    console: Data<&Console>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let id = job_id(&id)?;
+    console.delete(&id).await.map_err(unavailable)?;
+    Ok(Redirect::see_other("/jobs?done=deleted").into_response())
+}
+
+/// The bulk requeue form.
+#[derive(serde::Deserialize)]
+pub(super) struct BulkRequeueForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    host: String,
+}
+
+#[handler]
+pub(super) async fn requeue_all(
+    console: Data<&Console>,
+    session: Session,
+    Form(form): Form<BulkRequeueForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let bad = |e: crate::domain::LabelError| {
+        poem::Error::from_response(views::error_page(StatusCode::BAD_REQUEST, &format!("Bad label: {e}")))
+    };
+    let selection = Selection {
+        group: Label::parse_optional(form.group.trim()).map_err(bad)?,
+        tag: Label::parse_optional(form.tag.trim()).map_err(bad)?,
+        host: Some(form.host.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()),
+    };
+    let n = console.requeue_all_failed(&selection).await.map_err(unavailable)?;
+    Ok(Redirect::see_other(format!("/jobs?state=failed&done=requeued_all&n={n}")).into_response())
+}
+
+/// The bulk delete form.
+#[derive(serde::Deserialize)]
+pub(super) struct PurgeForm {
+    #[serde(default)]
+    csrf: String,
+    older_than: u64,
+}
+
+#[handler]
+pub(super) async fn purge(
+    console: Data<&Console>,
+    session: Session,
+    Form(form): Form<PurgeForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let n = console.purge_succeeded(Duration::from_secs(form.older_than)).await.map_err(unavailable)?;
+    Ok(Redirect::see_other(format!("/jobs?state=succeeded&done=purged&n={n}")).into_response())
+}
+
+#[handler]
+pub(super) async fn workers(console: Data<&Console>, session: Session) -> poem::Result<Response> {
+    let workers = console.workers().await.map_err(unavailable)?;
+    Ok(views::workers(&frame(Nav::Workers, &session, &Done::default()), Utc::now(), &workers))
+}
+
+#[handler]
+pub(super) fn health() -> poem::web::Json<serde_json::Value> {
+    poem::web::Json(serde_json::json!({"status": "ok"}))
+}
+
+#[handler]
+pub(super) async fn ready(console: Data<&Console>) -> Response {
+    match console.ready().await {
+        Ok(()) => poem::web::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error.message = %e, "monitor not ready");
+            poem::web::Json(serde_json::json!({"detail": "Redis is unavailable."}))
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The monitor's HTML, rendered on the server with maud, which escapes
+//! every interpolated string: payloads, labels, URLs and error messages
+//! are all caller-controlled.
+
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+use poem::{http::StatusCode, web::Html, IntoResponse, Response};
+
+use crate::{
+    jobs::{JobRecord, JobState},
+    store::{JobSummary, MinuteStats, WorkerInfo},
+};
+
+use super::{assets, console::Overview};
+
+/// Which navigation entry is highlighted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Nav {
+    Overview,
+    Jobs,
+    Workers,
+    None,
+}
+
+/// What every page's frame needs.
+pub(super) struct Frame<'a> {
+    pub nav: Nav,
+    pub csrf: &'a str,
+    pub logged_in: bool,
+    pub flash: Option<(bool, String)>,
+}
+
+fn page(title: &str, frame: &Frame, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Hook Slinger monitor" }
+                link rel="stylesheet" href={ "/assets/monitor.css?v=" (assets::VERSION) };
+                script src={ "/assets/monitor.js?v=" (assets::VERSION) } defer {}
+            }
+            body {
+                header.top {
+                    div.bar {
+                        a.brand href="/" { "Hook " span { "Slinger" } }
+                        nav {
+                            a.on[frame.nav == Nav::Overview] href="/" { "Overview" }
+                            a.on[frame.nav == Nav::Jobs] href="/jobs" { "Jobs" }
+                            a.on[frame.nav == Nav::Workers] href="/workers" { "Workers" }
+                        }
+                        div.right {
+                            span { span.live-dot {} span #live-stamp { "live" } }
+                            @if frame.logged_in {
+                                form.inline method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(frame.csrf);
+                                    button type="submit" { "Log out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main {
+                    @if let Some((ok, msg)) = &frame.flash {
+                        div.flash.bad[!ok] role="status" { (msg) }
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn respond(markup: Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+/// A state as a coloured badge.
+fn badge(state: JobState) -> Markup {
+    let label = match state {
+        JobState::Scheduled => "retry scheduled",
+        other => other.as_str(),
+    };
+    html! { span class={ "badge " (state.as_str()) } { (label) } }
+}
+
+/// "12 s ago", with the exact time on hover.
+fn ago(now: DateTime<Utc>, t: DateTime<Utc>) -> Markup {
+    html! { span title=(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) { (relative(now, t)) } }
+}
+
+/// A duration between two times, said the short way people read it.
+pub(super) fn relative(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let (n, future) = if secs < 0 { (-secs, true) } else { (secs, false) };
+    let text = match n {
+        0..=59 => format!("{n} s"),
+        60..=3599 => format!("{} min", n / 60),
+        3600..=86_399 => format!("{} h {} min", n / 3600, n % 3600 / 60),
+        _ => format!("{} d {} h", n / 86_400, n % 86_400 / 3600),
+    };
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+fn duration_words(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
+}
+
+/// Overview: counts, throughput chart, queue and workers.
+pub(super) fn overview(frame: &Frame, o: &Overview, recent_failures: &[JobSummary]) -> Response {
+    let card = |state: JobState, label: &str| {
+        html! {
+            a class={ "card " (state.as_str()) } href={ "/jobs?state=" (state.as_str()) } {
+                div.k { (label) } div.n { (o.count(state)) }
+            }
+        }
+    };
+    let body = html! {
+        h1 { "Overview" }
+        div data-live {
+            div.cards {
+                (card(JobState::Queued, "Queued"))
+                (card(JobState::Delivering, "Delivering"))
+                (card(JobState::Scheduled, "Retry scheduled"))
+                (card(JobState::Succeeded, "Succeeded"))
+                (card(JobState::Failed, "Failed"))
+            }
+            div.cards {
+                div.card.neutral { div.k { "Queue depth" } div.n { (o.queue_depth) }
+                    div.small.muted { "attempts on the queue" } }
+                div.card.neutral { div.k { "Oldest waiting" }
+                    div.n { @match o.oldest_queued { Some(t) => (relative(o.now, t).trim_end_matches(" ago")), None => "—" } }
+                    div.small.muted { "queued job's age" } }
+                a.card.neutral href="/workers" { div.k { "Live workers" } div.n { (o.live_workers()) }
+                    div.small.muted { (o.workers.len() - o.live_workers()) " gone" } }
+            }
+            div.grid2 {
+                div.panel.chart {
+                    h2 { "Deliveries per minute, last hour" }
+                    (chart(&o.minutes))
+                }
+                div.panel {
+                    h2 { "Retention" }
+                    dl.kv {
+                        dt { "Succeeded jobs kept" } dd { (duration_words(o.retention.succeeded)) }
+                        dt { "Failed jobs kept" } dd { (duration_words(o.retention.failed)) }
+                    }
+                    p.small.muted { "Set with RETENTION_SUCCEEDED and RETENTION_FAILED (seconds). \
+                        Finished jobs are deleted with their attempt log when their time is up." }
+                }
+            }
+            div.panel {
+                h2 { "Latest failures" }
+                (jobs_table(o.now, recent_failures))
+                p.small { a href="/jobs?state=failed" { "All failed jobs →" } }
+            }
+        }
+    };
+    respond(page("Overview", frame, body))
+}
+
+/// Deliveries (green) and failed attempts (red) per minute as inline SVG.
+fn chart(minutes: &[MinuteStats]) -> Markup {
+    let (w, h, pad) = (600.0_f64, 140.0_f64, 18.0_f64);
+    let max = minutes.iter().map(|m| m.delivered.max(m.failed_attempts)).max().unwrap_or(0).max(1) as f64;
+    let slot = w / minutes.len().max(1) as f64;
+    let bar = (slot / 2.0 - 1.0).max(1.0);
+    let total_ok: u64 = minutes.iter().map(|m| m.delivered).sum();
+    let total_err: u64 = minutes.iter().map(|m| m.failed_attempts).sum();
+    html! {
+        svg viewBox={ "0 0 " (w) " " (h + pad) } role="img" aria-label="deliveries and failures per minute" {
+            line x1="0" y1=(h) x2=(w) y2=(h) stroke="#e4e7ec" {}
+            text x="0" y="10" font-size="10" fill="#667085" { (max as u64) "/min" }
+            @for (i, m) in minutes.iter().enumerate() {
+                @let x = i as f64 * slot;
+                @let ok_h = m.delivered as f64 / max * (h - 14.0);
+                @let err_h = m.failed_attempts as f64 / max * (h - 14.0);
+                g {
+                    title { (m.minute.format("%H:%M")) " UTC — " (m.delivered) " delivered, "
+                        (m.failed_attempts) " failed attempts, " (m.failed) " failed for good" }
+                    rect x=(x) y="0" width=(slot) height=(h) fill="transparent" {}
+                    rect x=(x + 0.5) y=(h - ok_h) width=(bar) height=(ok_h) fill="#10b981" rx="1" {}
+                    rect x=(x + 0.5 + bar) y=(h - err_h) width=(bar) height=(err_h) fill="#ef4444" rx="1" {}
+                }
+            }
+            @if let (Some(first), Some(last)) = (minutes.first(), minutes.last()) {
+                text x="0" y=(h + 13.0) font-size="10" fill="#667085" { (first.minute.format("%H:%M")) }
+                text x=(w) y=(h + 13.0) font-size="10" fill="#667085" text-anchor="end" { (last.minute.format("%H:%M")) " UTC" }
+            }
+        }
+        div.legend {
+            span { span.sw.ok {} "delivered (" (total_ok) ")" }
+            span { span.sw.err {} "failed attempts (" (total_err) ")" }
+        }
+    }
+}
+
+fn jobs_table(now: DateTime<Utc>, jobs: &[JobSummary]) -> Markup {
+    html! {
+        @if jobs.is_empty() {
+            div.empty { "No jobs here." }
+        } @else {
+            div.table-wrap { table {
+                thead { tr {
+                    th { "Job" } th { "Group" } th { "Tag" } th.hide-sm { "Destination" } th { "State" }
+                    th.num { "Attempts" } th.hide-sm { "Last result" } th { "Created" } th.hide-sm { "Updated" }
+                } }
+                tbody {
+                    @for j in jobs {
+                        tr {
+                            td.mono { a href={ "/jobs/" (j.id) } title=(j.id) { (short_id(&j.id)) } }
+                            td { (j.group.as_deref().unwrap_or("—")) }
+                            td { (j.tag.as_deref().unwrap_or("—")) }
+                            td.hide-sm { (j.host) }
+                            td { (badge(j.state)) @if let Some(at) = j.next_attempt_at {
+                                " " span.small.muted { (relative(now, at)) } } }
+                            td.num { (j.attempts) }
+                            td.hide-sm.wrap { (result(j.last_status, j.last_error.as_deref())) }
+                            td { (ago(now, j.created_at)) }
+                            td.hide-sm { (ago(now, j.updated_at)) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+/// The uuid's first block is enough to tell rows apart; the full id is on hover.
+fn short_id(id: &str) -> String {
+    match id.len() {
+        0..=44 => id.to_owned(),
+        n => format!("{}…", &id[..n - 28]),
+    }
+}
+
+fn result(status: Option<u16>, error: Option<&str>) -> Markup {
+    html! {
+        @match (status, error) {
+            (Some(s), _) if (200..300).contains(&s) => span.badge.ok { (s) },
+            (Some(s), e) => { span.badge.err { (s) } @if let Some(e) = e { " " span.small.muted { (e) } } },
+            (None, Some(e)) => span.small { (e) },
+            (None, None) => span.muted { "—" },
+        }
+    }
+}
+
+/// The jobs page's filter values, echoed back into the form.
+#[derive(Default)]
+pub(super) struct JobsQueryView {
+    pub state: String,
+    pub group: String,
+    pub tag: String,
+    pub host: String,
+    pub id: String,
+    pub limit: usize,
+}
+
+impl JobsQueryView {
+    fn link(&self, cursor: Option<&str>) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [("state", &self.state), ("group", &self.group), ("tag", &self.tag), ("host", &self.host)] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        if self.id.is_empty() {
+            q.append_pair("limit", &self.limit.to_string());
+        } else {
+            q.append_pair("id", &self.id);
+        }
+        if let Some(c) = cursor {
+            q.append_pair("cursor", c);
+        }
+        format!("/jobs?{}", q.finish())
+    }
+}
+
+/// The jobs list with filters, paging and bulk actions.
+pub(super) fn jobs(
+    frame: &Frame,
+    now: DateTime<Utc>,
+    q: &JobsQueryView,
+    problem: Option<&str>,
+    rows: &[JobSummary],
+    next: Option<&str>,
+    paged: bool,
+) -> Response {
+    let body = html! {
+        h1 { "Jobs" }
+        div.panel {
+            form.filters method="get" action="/jobs" {
+                label { "State" select name="state" {
+                    option value="" selected[q.state.is_empty()] { "any" }
+                    @for st in JobState::ALL {
+                        option value=(st.as_str()) selected[q.state == st.as_str()] { (st.as_str()) }
+                    }
+                } }
+                label { "Group" input name="group" value=(q.group) size="12"; }
+                label { "Tag" input name="tag" value=(q.tag) size="12"; }
+                label { "Destination host" input name="host" value=(q.host) size="16"; }
+                label { "Job id" input name="id" value=(q.id) size="24"; }
+                label { "Per page" select name="limit" {
+                    @for n in [25usize, 50, 100, 200] { option value=(n) selected[q.limit == n] { (n) } }
+                } }
+                button.primary type="submit" { "Filter" }
+                a.btn href="/jobs" { "Clear" }
+            }
+        }
+        @if let Some(p) = problem { div.flash.bad { (p) } }
+        div.panel data-live {
+            (jobs_table(now, rows))
+            div.pager {
+                span.small.muted { (rows.len()) " jobs on this page, newest first" }
+                span.actions {
+                    @if paged { a.btn href=(q.link(None)) { "⟲ Newest" } }
+                    @if let Some(c) = next { a.btn href=(q.link(Some(c))) rel="next" { "Older →" } }
+                }
+            }
+        }
+        div.grid2 {
+            div.panel {
+                h2 { "Requeue all failed jobs" }
+                form.filters method="post" action="/bulk/requeue" data-confirm="Requeue every matching failed job?" {
+                    (csrf_field(frame.csrf))
+                    label { "Group (optional)" input name="group" value=(q.group) size="12"; }
+                    label { "Tag (optional)" input name="tag" value=(q.tag) size="12"; }
+                    label { "Host (optional)" input name="host" value=(q.host) size="14"; }
+                    button.primary type="submit" { "Requeue failed" }
+                }
+            }
+            div.panel {
+                h2 { "Delete succeeded jobs" }
+                form.filters method="post" action="/bulk/purge" data-confirm="Delete these succeeded jobs for good?" {
+                    (csrf_field(frame.csrf))
+                    label { "Created more than" select name="older_than" {
+                        option value="3600" { "1 hour ago" }
+                        option value="21600" { "6 hours ago" }
+                        option value="86400" selected { "1 day ago" }
+                        option value="604800" { "7 days ago" }
+                        option value="0" { "any time (all)" }
+                    } }
+                    button.danger type="submit" { "Delete" }
+                }
+            }
+        }
+    };
+    respond(page("Jobs", frame, body))
+}
+
+/// Shows `to_auth` only as its scheme, never the secret.
+fn mask_auth(auth: &str) -> String {
+    match auth.split_once(' ') {
+        Some((scheme, _)) if scheme.len() <= 16 => format!("{scheme} ••••••••"),
+        _ => "••••••••".to_owned(),
+    }
+}
+
+/// One job: request, attempts and actions.
+pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord) -> Response {
+    let payload = serde_json::to_string_pretty(&job.spec.payload).unwrap_or_default();
+    let id = job.id.as_str();
+    let body = html! {
+        p.small { a href="/jobs" { "← Jobs" } }
+        h1.mono { (id) }
+        div data-live {
+            div.grid2 {
+                div.panel {
+                    h2 { "Status" }
+                    dl.kv {
+                        dt { "State" } dd #job-state { (badge(job.state)) }
+                        dt { "Attempts" } dd { (job.attempts) " (cycle " (job.cycle) ", " (job.cycle_attempts) " in this cycle)" }
+                        dt { "Last result" } dd { (result(job.last_status, job.last_error.as_deref())) }
+                        @if let Some(at) = job.next_attempt_at {
+                            dt { "Next retry" } dd { (ago(now, at)) " · " (at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                        }
+                        dt { "Created" } dd { (ago(now, job.created_at)) " · " (job.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                        dt { "Updated" } dd { (ago(now, job.updated_at)) }
+                    }
+                    div.actions {
+                        @if job.state == JobState::Failed {
+                            form.inline method="post" action={ "/jobs/" (id) "/requeue" } {
+                                (csrf_field(frame.csrf)) button.primary #requeue type="submit" { "Requeue" }
+                            }
+                        }
+                        @if job.state == JobState::Scheduled {
+                            form.inline method="post" action={ "/jobs/" (id) "/retry" } {
+                                (csrf_field(frame.csrf)) button.primary #retry-now type="submit" { "Retry now" }
+                            }
+                        }
+                        form.inline method="post" action={ "/jobs/" (id) "/delete" } data-confirm="Delete this job and its history?" {
+                            (csrf_field(frame.csrf)) button.danger #delete type="submit" { "Delete" }
+                        }
+                    }
+                }
+                div.panel {
+                    h2 { "Request" }
+                    dl.kv {
+                        dt { "to_url" } dd.mono { (job.spec.to_url) }
+                        dt { "to_auth" } dd.mono { @match &job.spec.to_auth { Some(a) => (mask_auth(a)), None => span.muted { "none" } } }
+                        dt { "Group" } dd { (job.spec.group.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
+                        dt { "Tag" } dd { (job.spec.tag.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
+                    }
+                }
+            }
+            div.panel {
+                h2 { "Attempts" }
+                @if job.attempt_log.is_empty() {
+                    div.empty { "No attempt yet." }
+                } @else {
+                    div.table-wrap { table #attempts {
+                        thead { tr { th.num { "#" } th.num { "Cycle" } th { "Started" } th.num { "Duration" } th { "Result" } th.hide-sm { "Worker" } } }
+                        tbody {
+                            @for a in job.attempt_log.iter().rev() {
+                                tr {
+                                    td.num { (a.attempt) } td.num { (a.cycle) }
+                                    td { (ago(now, a.started_at)) }
+                                    td.num { (a.duration_ms) " ms" }
+                                    td.wrap { (result(a.status, a.error.as_deref())) }
+                                    td.hide-sm.mono.small { (a.worker) }
+                                }
+                            }
+                        }
+                    } }
+                }
+            }
+        }
+        div.panel {
+            h2 { "Payload" }
+            pre.payload { code { (payload) } }
+        }
+    };
+    respond(page(id, frame, body))
+}
+
+/// The worker registry.
+pub(super) fn workers(frame: &Frame, now: DateTime<Utc>, workers: &[WorkerInfo]) -> Response {
+    let body = html! {
+        h1 { "Workers" }
+        div.panel data-live {
+            @if workers.is_empty() {
+                div.empty { "No worker has sent a heartbeat recently. Start one with " code { "hook-slinger-worker" } "." }
+            } @else {
+                div.table-wrap { table {
+                    thead { tr {
+                        th { "Worker" } th { "Status" } th.hide-sm { "Host" } th.num.hide-sm { "PID" } th { "Started" }
+                        th { "Last heartbeat" } th.num { "In flight" } th.num { "Delivered" } th.num { "Failed" }
+                    } }
+                    tbody {
+                        @for w in workers {
+                            tr {
+                                td.mono.small { (w.beat.name) }
+                                td { @if w.alive { span.badge.alive { "live" } } @else { span.badge.gone { "gone" } } }
+                                td.hide-sm { (w.beat.host) } td.num.hide-sm { (w.beat.pid) }
+                                td { (ago(now, w.beat.started_at)) }
+                                td { (ago(now, w.beat.last_beat)) }
+                                td.num { (w.beat.in_flight) } td.num { (w.beat.delivered) } td.num { (w.beat.failed) }
+                            }
+                        }
+                    }
+                } }
+            }
+            p.small.muted { "Workers beat every second. One silent for 5 s is shown as gone and dropped after 30 s." }
+        }
+    };
+    respond(page("Workers", frame, body))
+}
+
+/// The login form.
+pub(super) fn login(problem: Option<&str>) -> Response {
+    let frame = Frame { nav: Nav::None, csrf: "", logged_in: false, flash: problem.map(|p| (false, p.to_owned())) };
+    let body = html! {
+        div.panel.login {
+            h1 { "Sign in" }
+            form method="post" action="/login" {
+                label { "User" input name="user" autocomplete="username" required autofocus; }
+                label { "Password" input name="password" type="password" autocomplete="current-password" required; }
+                button.primary type="submit" { "Sign in" }
+            }
+        }
+    };
+    respond(page("Sign in", &frame, body))
+}
+
+/// A page that only says what went wrong.
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
+    let frame = Frame { nav: Nav::None, csrf: "", logged_in: false, flash: None };
+    let body = html! {
+        div.panel { h1 { (status.canonical_reason().unwrap_or("Error")) } p { (message) } p { a href="/" { "Overview" } } }
+    };
+    respond(page("Error", &frame, body)).with_status(status).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_strings_are_escaped() {
+        let markup = result(Some(500), Some("<script>alert(1)</script>")).into_string();
+        assert!(!markup.contains("<script>"), "{markup}");
+        assert!(markup.contains("&lt;script&gt;"), "{markup}");
+    }
+
+    #[test]
+    fn auth_is_masked() {
+        assert_eq!(mask_auth("Bearer secret"), "Bearer ••••••••");
+        assert_eq!(mask_auth("secret"), "••••••••");
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc::now();
+        assert_eq!(relative(now, now - chrono::Duration::seconds(5)), "5 s ago");
+        assert_eq!(relative(now, now + chrono::Duration::seconds(120)), "in 2 min");
+    }
+}

@@ -1,0 +1,201 @@
+//! The monitor's web UI over plain HTTP: login, sessions, CSRF, actions.
+
+use std::time::{Duration, Instant};
+
+use hook_slinger::{
+    jobs::JobState,
+    monitor::{Monitor, StartError, COOKIE},
+};
+use reqwest::{redirect::Policy, StatusCode};
+
+use super::{monitor_settings, spawn_monitor, store_jobs, PASSWORD, USER, WAIT};
+use crate::helpers::{job_body, settings, spawn_app, spawn_worker, Receiver, Reply};
+
+/// URL-encoded form bodies (reqwest's `form` needs a feature this crate does not enable).
+trait FormBody {
+    fn form_body<V: AsRef<str>>(self, pairs: &[(&str, V)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body<V: AsRef<str>>(self, pairs: &[(&str, V)]) -> Self {
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            body.append_pair(k, v.as_ref());
+        }
+        self.header("content-type", "application/x-www-form-urlencoded").body(body.finish())
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// Logs in and returns the session cookie (`name=value`).
+async fn login(http: &reqwest::Client, base: &str) -> String {
+    let resp =
+        http.post(format!("{base}/login")).form_body(&[("user", USER), ("password", PASSWORD)]).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr} missing: {cookie}");
+    }
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn page(http: &reqwest::Client, url: &str, cookie: &str) -> (StatusCode, String) {
+    let resp = http.get(url).header("cookie", cookie).send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).expect("page has a form with a CSRF token") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_monitor_refuses_to_start_without_a_safe_login_setup() {
+    let no_credentials = settings(&[("MONITOR_HOST", "127.0.0.1"), ("MONITOR_PORT", "0")]);
+    assert!(matches!(Monitor::build(no_credentials).await, Err(StartError::Access(_))));
+    let open_on_network = settings(&[("MONITOR_HOST", "0.0.0.0"), ("MONITOR_PORT", "0"), ("MONITOR_AUTH", "off")]);
+    assert!(matches!(Monitor::build(open_on_network).await, Err(StartError::Access(_))));
+    let open_on_loopback = settings(&[("MONITOR_HOST", "127.0.0.1"), ("MONITOR_PORT", "0"), ("MONITOR_AUTH", "off")]);
+    let m = spawn_monitor(&open_on_loopback).await;
+    let (status, html) = page(&client(), &format!("{}/", m.base), "").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Overview"));
+}
+
+#[tokio::test]
+async fn pages_need_a_login_and_wrong_logins_are_answered_slowly() {
+    let s = monitor_settings(&[]);
+    let m = spawn_monitor(&s).await;
+    let http = client();
+    for path in ["/", "/jobs", "/workers", "/jobs/6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11"] {
+        let resp = http.get(format!("{}{path}", m.base)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(resp.headers()["location"], "/login");
+    }
+    // Probes need no login.
+    assert_eq!(http.get(format!("{}/health", m.base)).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{}/ready", m.base)).send().await.unwrap().status(), 200);
+
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{}/login", m.base))
+        .form_body(&[("user", USER), ("password", "guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(started.elapsed() >= Duration::from_millis(950), "wrong login answered in {:?}", started.elapsed());
+
+    let cookie = login(&http, &m.base).await;
+    assert!(cookie.starts_with(COOKIE));
+    let (status, html) = page(&http, &format!("{}/", m.base), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Overview") && html.contains("Retention"));
+    let resp = http.get(format!("{}/", m.base)).header("cookie", &cookie).send().await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+
+    // Logging out ends the session on the server, not only in the browser.
+    let csrf = csrf_of(&html);
+    let resp = http
+        .post(format!("{}/logout", m.base))
+        .header("cookie", &cookie)
+        .form_body(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let resp = http.get(format!("{}/", m.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn requeue_needs_the_csrf_token_and_a_double_click_delivers_once() {
+    let s = monitor_settings(&[("MAX_RETRIES", "0")]);
+    let app = spawn_app(s.clone()).await;
+    let _worker = spawn_worker(&s);
+    let m = spawn_monitor(&s).await;
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(500));
+    let id = app.accept(&job_body(&rx.url("/hook"))).await;
+    app.wait_state(&id, JobState::Failed, WAIT).await;
+    rx.set_default(Reply::status(200));
+
+    let http = client();
+    let cookie = login(&http, &m.base).await;
+    let (status, html) = page(&http, &format!("{}/jobs/{id}", m.base), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Requeue") && html.contains("500"), "{html}");
+    assert!(html.contains("&quot;hello&quot;: &quot;world&quot;") || html.contains("\"hello\": \"world\""));
+    let csrf = csrf_of(&html);
+
+    let url = format!("{}/jobs/{id}/requeue", m.base);
+    let forged = http.post(&url).header("cookie", &cookie).form_body(&[("csrf", "forged")]).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let no_session = http.post(&url).form_body(&[("csrf", &csrf)]).send().await.unwrap();
+    assert_eq!(no_session.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.record(&id).await.state, JobState::Failed, "refused requests changed nothing");
+
+    let (first, second) = tokio::join!(
+        http.post(&url).header("cookie", &cookie).form_body(&[("csrf", &csrf)]).send(),
+        http.post(&url).header("cookie", &cookie).form_body(&[("csrf", &csrf)]).send(),
+    );
+    let locations: Vec<String> = [first.unwrap(), second.unwrap()]
+        .iter()
+        .map(|r| r.headers()["location"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(locations.iter().any(|l| l.ends_with("done=requeued")), "{locations:?}");
+    assert!(locations.iter().any(|l| l.ends_with("done=not_failed")), "{locations:?}");
+    app.wait_state(&id, JobState::Succeeded, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One failed attempt, then exactly one delivery.
+    assert_eq!(rx.received().len(), 2);
+}
+
+#[tokio::test]
+async fn bulk_actions_retry_now_and_delete() {
+    let s = monitor_settings(&[]);
+    let app = spawn_app(s.clone()).await;
+    let m = spawn_monitor(&s).await;
+    let http = client();
+    let cookie = login(&http, &m.base).await;
+    let (_, html) = page(&http, &format!("{}/jobs", m.base), &cookie).await;
+    let csrf = csrf_of(&html);
+    let ids = store_jobs(&app.store, 3, Some("old"), chrono::Utc::now() - chrono::Duration::days(3)).await;
+
+    // Delete one job: it is gone from the record and from every listing.
+    let resp = http
+        .post(format!("{}/jobs/{}/delete", m.base, ids[0]))
+        .header("cookie", &cookie)
+        .form_body(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (status, _) = page(&http, &format!("{}/jobs/{}", m.base, ids[0]), &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = page(&http, &format!("{}/jobs?group=old", m.base), &cookie).await;
+    assert!(!list.contains(&ids[0]) && list.contains(&ids[1]));
+
+    // Retry now only applies to scheduled jobs.
+    let resp = http
+        .post(format!("{}/jobs/{}/retry", m.base, ids[1]))
+        .header("cookie", &cookie)
+        .form_body(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["location"].to_str().unwrap().ends_with("done=not_scheduled"));
+
+    // Filters that do not parse are reported, not a crash.
+    let (status, html) = page(&http, &format!("{}/jobs?state=lost&group=bad%20label", m.base), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("unknown job state"), "{html}");
+    // Labels and ids are escaped: a crafted query cannot inject markup.
+    let (_, html) = page(&http, &format!("{}/jobs?host=%3Cscript%3Ealert(1)%3C/script%3E", m.base), &cookie).await;
+    assert!(!html.contains("<script>alert(1)"));
+}
