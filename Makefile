@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 .PHONY: run app worker build test lint fmt redis env clean pyenv
 
-## run: build, make sure Redis answers, run app + worker in the foreground (Ctrl-C stops)
+## run: build, make sure Redis answers, run app + worker + monitor in the foreground (Ctrl-C stops)
 run: env build redis
 	@scripts/run.sh
 
@@ -13,6 +13,10 @@ app: env build redis
 	@target/debug/hook-slinger-app
 worker: env build redis
 	@target/debug/hook-slinger-worker
+## monitor: the monitor's web UI (http://127.0.0.1:$MONITOR_PORT, default 8899); `target/debug/hook-slinger-monitor --help` for the CLI
+.PHONY: monitor
+monitor: env build redis
+	@target/debug/hook-slinger-monitor serve
 
 build:
 	$(CARGO) build --bins

@@ -23,7 +23,7 @@ use super::{
 
 /// `hook-slinger-monitor`: watch webhook jobs and workers, requeue failures.
 #[derive(Debug, Parser)]
-#[command(name = "hook-slinger-monitor", version, about)]
+#[command(name = "hook-slinger-monitor", version)]
 pub struct Cli {
     /// What to do; `serve` when left out.
     #[command(subcommand)]
