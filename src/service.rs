@@ -73,7 +73,10 @@ impl HookService {
         &self.store
     }
 
-    async fn bounded<T>(&self, op: impl std::future::Future<Output = Result<T, ServiceError>>) -> Result<T, ServiceError> {
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
         tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(ServiceError::Timeout(self.timeout)))
     }
 
@@ -118,7 +121,11 @@ impl HookService {
             .collect())
     }
 
-    async fn accept_many(&self, jobs: Vec<NewJob>, claim: Option<IdempotencyClaim>) -> Result<Vec<Stored>, ServiceError> {
+    async fn accept_many(
+        &self,
+        jobs: Vec<NewJob>,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<Vec<Stored>, ServiceError> {
         // Millisecond precision: what Redis keeps, so a replayed answer to an
         // idempotent request is identical to the first.
         let queued_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
@@ -152,11 +159,14 @@ impl HookService {
                         let _ = self.store.discard(&ids, claim.as_ref()).await;
                         return Err(e.into());
                     }
+                    // A single job's id is already a field of this span.
+                    let single = prepared.len() == 1;
                     for (id, spec, due) in &prepared {
                         let host = spec.to_url.host();
+                        let job_id = (!single).then_some(tracing::field::display(id));
                         match due {
-                            Some(at) => tracing::info!(job_id = %id, host, deliver_at = %at, "accepted, scheduled"),
-                            None => tracing::info!(job_id = %id, host, "accepted"),
+                            Some(at) => tracing::info!(job_id, host, deliver_at = %at, "accepted, scheduled"),
+                            None => tracing::info!(job_id, host, "accepted"),
                         }
                     }
                     Ok(prepared

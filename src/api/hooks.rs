@@ -2,7 +2,12 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use poem::web::Data;
-use poem_openapi::{param::{Header, Path}, payload::Json, types::Example, ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::{
+    param::{Header, Path},
+    payload::Json,
+    types::Example,
+    ApiResponse, Object, OpenApi, Tags,
+};
 
 use crate::{
     delivery::DestinationPolicy,
@@ -112,6 +117,7 @@ struct Accepted {
     /// When this request was accepted (RFC 3339, UTC).
     queued_at: String,
     /// When the job will be delivered, for `deliver_at` / `delay_seconds`.
+    #[oai(skip_serializing_if_is_none)]
     deliver_at: Option<String>,
 }
 
@@ -129,7 +135,7 @@ impl Accepted {
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// One delivery attempt.
