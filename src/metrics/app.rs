@@ -116,7 +116,7 @@ impl<E: Endpoint> Endpoint for HttpMetricsEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let started = Instant::now();
         let method = req.method().as_str().to_owned();
-        // poem's router puts the matched template (`/hook_slinger/:job_id`)
+        // poem's router puts the matched template (`/hook_slinger/:param0`)
         // on the response, or on the error when a handler failed.
         match self.inner.call(req).await.map(IntoResponse::into_response) {
             Ok(resp) => {
@@ -137,21 +137,36 @@ fn route_of(pattern: Option<&PathPattern>) -> String {
     pattern.map(|p| route_label(&p.0)).unwrap_or_else(|| UNMATCHED.to_owned())
 }
 
-/// `/hook_slinger/:job_id/requeue` → `/hook_slinger/{job_id}/requeue`: one
+/// `/hook_slinger/:param0/requeue` → `/hook_slinger/{job_id}/requeue`: one
 /// spelling of path parameters whichever syntax the route used, and no
 /// trailing slash (the app serves both forms as one route).
 fn route_label(pattern: &str) -> String {
-    let label = pattern
-        .split('/')
-        .map(|seg| match seg.strip_prefix(':') {
-            Some(name) => format!("{{{name}}}"),
+    let mut prev = "";
+    let mut segments = Vec::new();
+    for seg in pattern.split('/') {
+        let param = seg.strip_prefix(':').or_else(|| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
+        segments.push(match param {
+            Some(name) => format!("{{{}}}", param_name(prev, name)),
             None => seg.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("/");
+        });
+        prev = seg;
+    }
+    let label = segments.join("/");
     match label.trim_end_matches('/') {
         "" => "/".to_owned(),
         l => l.to_owned(),
+    }
+}
+
+/// poem-openapi registers path parameters as `param0`, `param1`, ...
+/// whatever the `#[oai(path)]` attribute calls them; put the documented
+/// name back so the label reads like the API reference.
+fn param_name<'a>(prev: &str, name: &'a str) -> &'a str {
+    let generated = name.strip_prefix("param").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    match (generated, prev) {
+        (true, "hook_slinger") => "job_id",
+        (true, _) => "id",
+        (false, _) => name,
     }
 }
 
@@ -162,6 +177,8 @@ mod tests {
     #[test]
     fn route_labels_name_templates_not_paths() {
         assert_eq!(route_label("/hook_slinger/:job_id/requeue"), "/hook_slinger/{job_id}/requeue");
+        assert_eq!(route_label("/hook_slinger/:param0/requeue"), "/hook_slinger/{job_id}/requeue");
+        assert_eq!(route_label("/things/:param1"), "/things/{id}");
         assert_eq!(route_label("/hook_slinger/{job_id}"), "/hook_slinger/{job_id}");
         assert_eq!(route_label("/hook_slinger/"), "/hook_slinger");
         assert_eq!(route_label("/"), "/");

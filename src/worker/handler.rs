@@ -11,6 +11,7 @@ use chrono::Utc;
 use crate::{
     delivery::{Outcome, Verdict},
     jobs::{Attempt, QueueTask},
+    metrics::AttemptOutcome,
     store::{Claim, NextStep},
 };
 
@@ -55,7 +56,9 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
     let started_at = Utc::now();
     let clock = Instant::now();
     rt.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let in_flight = rt.metrics.in_flight();
     let outcome = rt.deliverer.send(&job_id, &spec).await;
+    drop(in_flight);
     rt.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     let duration = clock.elapsed();
     let counter =
@@ -84,6 +87,15 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
     if !rt.store.finish(&job_id, attempt, &record, next.clone()).await? {
         tracing::debug!("attempt already recorded by a duplicate task");
         return Ok(());
+    }
+    let metric = match &next {
+        NextStep::Succeeded => AttemptOutcome::Delivered,
+        NextStep::RetryAt(_) => AttemptOutcome::FailedAttempt,
+        _ => AttemptOutcome::Failed,
+    };
+    rt.metrics.attempt_finished(metric, duration);
+    if metric == AttemptOutcome::FailedAttempt {
+        rt.metrics.retry_scheduled();
     }
     let status = outcome.status().map(i64::from).unwrap_or(-1);
     let ms = record.duration_ms;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Settings,
     delivery::{ClientError, Deliverer},
+    metrics::{self, WorkerMetrics},
     queue::{self, workarounds, Queue, Storage},
     store::{self, JobStore},
 };
@@ -54,6 +55,8 @@ pub struct Runtime {
     pub retry: crate::delivery::RetryPolicy,
     /// This process's counters, reported in its heartbeat.
     pub counters: Counters,
+    /// This process's Prometheus metrics.
+    pub metrics: WorkerMetrics,
 }
 
 /// Per-process delivery counters.
@@ -82,7 +85,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         )?,
         retry: settings.worker.retry,
         counters: Counters::default(),
+        metrics: WorkerMetrics::new(&settings.redis.queue),
     });
+    // Dropped when `run` returns, which stops the endpoint after the last
+    // delivery has been counted.
+    let _metrics = metrics::serve_worker(
+        settings.worker.metrics_host,
+        settings.worker.metrics_port,
+        runtime.metrics.clone(),
+        store.clone(),
+        queue.clone(),
+    )
+    .await;
     let identity = scheduler::Identity::new(&settings.worker.name_prefix);
 
     let stop = CancellationToken::new();
