@@ -138,9 +138,8 @@ impl<'a> FromRequest<'a> for Session {
                 };
                 match csrf {
                     Some(csrf) => Ok(Self { csrf, logged_in: true }),
-                    None if req.uri().path() == "/events" || req.header("x-live").is_some() => {
-                        Err(poem::Error::from_status(StatusCode::UNAUTHORIZED))
-                    }
+                    // The live-refresh script gets a plain 401 rather than a login page to swap in.
+                    None if req.header("x-live").is_some() => Err(poem::Error::from_status(StatusCode::UNAUTHORIZED)),
                     None => Err(poem::Error::from_response(Redirect::see_other("/login").into_response())),
                 }
             }
