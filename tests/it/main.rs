@@ -5,6 +5,7 @@ mod apalis_workarounds;
 mod api;
 mod delivery;
 mod helpers;
+mod hostile;
 mod metrics;
 mod monitor;
 mod processes;
