@@ -50,7 +50,7 @@ where
     };
     match log.format {
         LogFormat::Json => Box::new(
-            tracing_subscriber::registry().with(filter).with(
+            tracing_subscriber::registry().with(filter).with(otel::layer()).with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
@@ -60,13 +60,59 @@ where
             ),
         ),
         LogFormat::Pretty => Box::new(
-            tracing_subscriber::registry().with(filter).with(
+            tracing_subscriber::registry().with(filter).with(otel::layer()).with(
                 tracing_subscriber::fmt::layer()
                     .event_format(Pretty { color })
                     .fmt_fields(PrettyFields { color })
                     .with_writer(sink),
             ),
         ),
+    }
+}
+
+/// Optional OpenTelemetry export: with the `otel` cargo feature and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, every span (and so every job's
+/// accept and attempts, by `job_id`) is also sent to that OTLP/HTTP
+/// collector. Off otherwise, at no cost.
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::SpanExporter;
+    use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+    use tracing::Subscriber;
+    use tracing_opentelemetry::OpenTelemetryLayer;
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// The export layer, or `None` when no endpoint is configured or the
+    /// exporter cannot be built (logs must work even then).
+    pub(super) fn layer<S>() -> Option<OpenTelemetryLayer<S, SdkTracer>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // The variable is the OpenTelemetry standard one, read again by the
+        // exporter itself (with OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME,
+        // ...); here it only decides whether export is on.
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty())?;
+        let exporter = match SpanExporter::builder().with_http().build() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("warning: OpenTelemetry export disabled: {e}");
+                return None;
+            }
+        };
+        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).build();
+        let tracer = provider.tracer("hook-slinger");
+        // The global provider keeps the batch exporter alive for the process.
+        opentelemetry::global::set_tracer_provider(provider);
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    }
+}
+
+/// Without the `otel` feature there is never an export layer.
+#[cfg(not(feature = "otel"))]
+mod otel {
+    pub(super) fn layer() -> Option<tracing_subscriber::layer::Identity> {
+        None
     }
 }
 
