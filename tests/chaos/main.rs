@@ -1,0 +1,21 @@
+//! Fault and load scenarios with numbers (`make chaos`): workers killed and
+//! stopped under load, Redis restarted, receivers that refuse or never
+//! answer, and a 100,000-job backlog. Each scenario prints one line
+//! (`scenario=... sent=... accepted=... delivered=... lost=0 duplicates=...`)
+//! and appends it as JSON to `target/chaos/results.jsonl`.
+//!
+//! They take minutes, so each returns at once unless `HOOK_SLINGER_CHAOS=1`;
+//! `make test` builds them and `make chaos` runs them one at a time.
+
+#[path = "../it/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+mod support;
+
+mod black_hole;
+mod queued_100k;
+mod redis_restart;
+mod refused;
+mod sigkill;
+mod sigterm;
