@@ -20,8 +20,9 @@ async fn sigkill_one_of_two_workers_during_5000_jobs() {
     tally.set_delay(Duration::from_millis(20));
     let s = settings(&[]);
     let app = spawn_app(s.clone()).await;
-    let mut victim = WorkerProcess::start(&s, &[]);
-    let _survivor = WorkerProcess::start(&s, &[]);
+    // Named apart, so the attempt logs tell who delivered what.
+    let mut victim = WorkerProcess::start(&s, &[("WORKER_NAME_PREFIX", "victim")]);
+    let _survivor = WorkerProcess::start(&s, &[("WORKER_NAME_PREFIX", "survivor")]);
 
     let url = tally.url("/sigkill");
     let base = app.base.clone();
@@ -37,14 +38,33 @@ async fn sigkill_one_of_two_workers_during_5000_jobs() {
     if all {
         app.wait_count(JobState::Succeeded, sent.accepted.len() as u64, Duration::from_secs(60)).await;
     }
+    // Who made the recorded attempts (an attempt cut off by the kill is
+    // never recorded; its job is re-sent by the survivor).
+    let (mut by_victim, mut by_survivor) = (0u64, 0u64);
+    for id in &sent.accepted {
+        for a in app.record(id).await.attempt_log {
+            if a.worker.starts_with("victim") {
+                by_victim += 1;
+            } else {
+                by_survivor += 1;
+            }
+        }
+    }
     let outcome = Outcome::measure(
         "sigkill",
         &sent,
         &tally,
         started,
-        json!({"delivered_at_kill": delivered_at_kill, "in_flight_at_kill": in_flight_at_kill, "answers": sent.outcomes}),
+        json!({
+            "delivered_at_kill": delivered_at_kill,
+            "in_flight_at_kill": in_flight_at_kill,
+            "attempts_by_victim": by_victim,
+            "attempts_by_survivor": by_survivor,
+            "answers": sent.outcomes,
+        }),
     );
     outcome.report();
     assert_eq!(sent.accepted.len(), 5_000, "every job is accepted: {:?}", sent.outcomes);
     assert_eq!(outcome.lost, 0);
+    assert!(by_victim > 0 && by_survivor > 0, "both workers delivered: {by_victim} / {by_survivor}");
 }

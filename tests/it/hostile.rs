@@ -326,3 +326,55 @@ async fn many_slow_clients_do_not_take_the_app_down() {
     drop(socks);
     assert_alive(&app).await;
 }
+
+/// The monitor: no page and no action without a login session, whatever
+/// cookie is made up; the failed job an action names stays untouched.
+#[tokio::test]
+async fn the_monitor_refuses_unauthenticated_requests() {
+    use crate::monitor::{monitor_settings, spawn_monitor};
+    use hook_slinger::jobs::JobState;
+
+    let s = monitor_settings(&[("MAX_RETRIES", "0")]);
+    let app = spawn_app(s.clone()).await;
+    let m = spawn_monitor(&s).await;
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(500));
+    let worker = spawn_worker(&s);
+    let id = app.accept(&job_body(&rx.url("/fails"))).await;
+    app.wait_state(&id, JobState::Failed, Duration::from_secs(10)).await;
+    worker.shutdown().await;
+
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let gets = ["/", "/jobs", "/workers", &format!("/jobs/{id}")].map(str::to_owned);
+    let posts = [
+        format!("/jobs/{id}/requeue"),
+        format!("/jobs/{id}/retry"),
+        format!("/jobs/{id}/delete"),
+        "/bulk/requeue".to_owned(),
+        "/bulk/purge".to_owned(),
+        "/logout".to_owned(),
+    ];
+    let cookies =
+        ["", "hs_session=forged", "hs_monitor=forged; hs_csrf=x", &format!("{}=AAAA", hook_slinger::monitor::COOKIE)];
+    for cookie in cookies {
+        for (method, path) in gets.iter().map(|p| ("GET", p)).chain(posts.iter().map(|p| ("POST", p))) {
+            let mut req = http.request(method.parse().unwrap(), format!("{}{path}", m.base));
+            if !cookie.is_empty() {
+                req = req.header("cookie", cookie);
+            }
+            if method == "POST" {
+                req = req.header("content-type", "application/x-www-form-urlencoded").body("csrf=x&state=failed");
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let to_login = resp.headers().get("location").is_some_and(|l| l == "/login");
+            assert!(
+                (status == 303 && to_login) || status == 401 || status == 403,
+                "{method} {path} with cookie {cookie:?}: {status}"
+            );
+        }
+    }
+    let rec = app.record(&id).await;
+    assert_eq!(rec.state, JobState::Failed, "no action went through");
+    assert_eq!(rec.attempts, 1);
+}
