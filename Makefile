@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run app worker build test lint fmt redis env clean pyenv
+.PHONY: run app worker build test lint fmt redis env clean pyenv chaos chaos-venv
 
 ## run: build, make sure Redis answers, run app + worker + monitor in the foreground (Ctrl-C stops)
 run: env build redis
@@ -24,6 +24,19 @@ build:
 ## test: formatting, lints, then every test against the local Redis
 test: redis lint pyenv
 	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast; else $(CARGO) test; fi
+
+## chaos: fault, load and hostile-input scenarios with numbers (minutes;
+## results in target/chaos/results.jsonl), then schemathesis against the API
+chaos: redis chaos-venv
+	$(CARGO) build --bins
+	HOOK_SLINGER_CHAOS=1 $(CARGO) nextest run --test chaos --no-fail-fast --success-output immediate
+	scripts/schemathesis.sh
+
+chaos-venv: target/chaos-venv/.ok
+target/chaos-venv/.ok:
+	python3 -m venv target/chaos-venv
+	target/chaos-venv/bin/pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+	touch $@
 
 # The signing test checks signatures with an independent implementation,
 # the `standardwebhooks` package from PyPI, in a venv under target/.
