@@ -63,8 +63,8 @@ RUN apt-get update \
 # one, so the same HEALTHCHECK is right for all three commands:
 #   app     -> GET <path> on APP_PORT      (path: $1, default /health)
 #   monitor -> GET <path> on MONITOR_PORT
-#   worker  -> healthy while the process runs (it has no HTTP port yet;
-#              WORKER_METRICS_PORT will give it one)
+#   worker  -> GET /metrics on WORKER_METRICS_PORT (only while it serves
+#              metrics; with WORKER_METRICS_PORT=0, healthy while it runs)
 COPY --chmod=0755 <<'EOF' /usr/local/bin/hs-healthcheck
 #!/bin/bash
 set -u
@@ -82,7 +82,10 @@ for proc in /proc/[0-9]*; do
     case "${arg0##*/}" in
         hook-slinger-app) probe "${APP_PORT:-5000}"; exit ;;
         hook-slinger-monitor) probe "${MONITOR_PORT:-8899}"; exit ;;
-        hook-slinger-worker) exit 0 ;;
+        hook-slinger-worker)
+            port="${WORKER_METRICS_PORT:-9100}"
+            [ "$port" = 0 ] && exit 0
+            path=/metrics probe "$port"; exit ;;
     esac
 done
 echo "hs-healthcheck: no hook-slinger process found" >&2

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run app worker build test lint fmt redis env clean pyenv chaos chaos-venv
+.PHONY: run app worker build test lint fmt redis env clean pyenv chaos chaos-venv bench
 
 ## run: build, make sure Redis answers, run app + worker + monitor in the foreground (Ctrl-C stops)
 run: env build redis
@@ -45,6 +45,12 @@ target/pyenv/.ok:
 	python3 -m venv target/pyenv
 	target/pyenv/bin/pip install --quiet --disable-pip-version-check standardwebhooks==1.0.0
 	touch $@
+
+## bench: release build, then the benchmark (app, workers, Redis and a receiver on this machine)
+bench:
+	$(CARGO) build --release --bins
+	@scripts/ensure-redis.sh >/dev/null
+	target/release/hook-slinger-bench
 
 lint:
 	$(CARGO) fmt --check

@@ -179,6 +179,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// `LOG_COLOR` (and `NO_COLOR`).
     pub color: ColorMode,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set: export spans over OTLP (only in
+    /// builds with the `otel` feature).
+    pub otel_export: bool,
 }
 
 /// How log lines are written.
@@ -342,6 +345,7 @@ impl Settings {
                 poll_interval: Duration::from_millis(p.number("WORKER_POLL_INTERVAL_MS", 100u64).max(1)),
             },
             log: LogSettings {
+                otel_export: p.raw("OTEL_EXPORTER_OTLP_ENDPOINT").is_some(),
                 level: p.string("LOG_LEVEL", "info"),
                 format: p.parse_with("LOG_FORMAT", LogFormat::Pretty, |s| match s.to_ascii_lowercase().as_str() {
                     "pretty" | "text" | "human" => Ok(LogFormat::Pretty),

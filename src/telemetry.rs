@@ -50,7 +50,7 @@ where
     };
     match log.format {
         LogFormat::Json => Box::new(
-            tracing_subscriber::registry().with(filter).with(otel::layer()).with(
+            tracing_subscriber::registry().with(filter).with(otel::layer(log.otel_export)).with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
@@ -60,7 +60,7 @@ where
             ),
         ),
         LogFormat::Pretty => Box::new(
-            tracing_subscriber::registry().with(filter).with(otel::layer()).with(
+            tracing_subscriber::registry().with(filter).with(otel::layer(log.otel_export)).with(
                 tracing_subscriber::fmt::layer()
                     .event_format(Pretty { color })
                     .fmt_fields(PrettyFields { color })
@@ -85,14 +85,16 @@ mod otel {
 
     /// The export layer, or `None` when no endpoint is configured or the
     /// exporter cannot be built (logs must work even then).
-    pub(super) fn layer<S>() -> Option<OpenTelemetryLayer<S, SdkTracer>>
+    pub(super) fn layer<S>(enabled: bool) -> Option<OpenTelemetryLayer<S, SdkTracer>>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        // The variable is the OpenTelemetry standard one, read again by the
-        // exporter itself (with OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME,
-        // ...); here it only decides whether export is on.
-        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.is_empty())?;
+        // `enabled` is OTEL_EXPORTER_OTLP_ENDPOINT being set (config.rs); the
+        // exporter reads that standard variable itself, with
+        // OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME and the rest.
+        if !enabled {
+            return None;
+        }
         let exporter = match SpanExporter::builder().with_http().build() {
             Ok(e) => e,
             Err(e) => {
@@ -111,7 +113,7 @@ mod otel {
 /// Without the `otel` feature there is never an export layer.
 #[cfg(not(feature = "otel"))]
 mod otel {
-    pub(super) fn layer() -> Option<tracing_subscriber::layer::Identity> {
+    pub(super) fn layer(_enabled: bool) -> Option<tracing_subscriber::layer::Identity> {
         None
     }
 }

@@ -13,6 +13,7 @@ use crate::{
     delivery::DestinationPolicy,
     domain::{FieldError, JobId, Limits, NewJob, NewJobError},
     jobs::{Attempt, JobRecord},
+    metrics::AppMetrics,
     service::{HookService, Idempotent, ServiceError},
     store::{IdempotencyClaim, Requeue},
 };
@@ -319,7 +320,7 @@ enum BatchResponse {
 enum GetResponse {
     /// The job.
     #[oai(status = 200)]
-    Found(Json<JobView>),
+    Found(Json<Box<JobView>>),
     /// Missing or bad token.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
@@ -468,6 +469,7 @@ impl HooksApi {
         auth: TokenAuth,
         service: Data<&HookService>,
         intake: Data<&Intake>,
+        metrics: Data<&AppMetrics>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: JsonBody<HookRequest>,
     ) -> CreateResponse {
@@ -494,7 +496,11 @@ impl HooksApi {
             }
         };
         match result {
-            Ok(Idempotent::New(a) | Idempotent::Replay(a)) => CreateResponse::Accepted(Json(Accepted::from_service(a))),
+            Ok(Idempotent::New(a)) => {
+                metrics.jobs_accepted(1);
+                CreateResponse::Accepted(Json(Accepted::from_service(a)))
+            }
+            Ok(Idempotent::Replay(a)) => CreateResponse::Accepted(Json(Accepted::from_service(a))),
             Ok(Idempotent::Conflict) => CreateResponse::Conflict(Json(ErrorBody::new(
                 "This Idempotency-Key was already used with a different request body.",
             ))),
@@ -513,6 +519,7 @@ impl HooksApi {
         _auth: TokenAuth,
         service: Data<&HookService>,
         intake: Data<&Intake>,
+        metrics: Data<&AppMetrics>,
         body: JsonBody<BatchRequest>,
     ) -> BatchResponse {
         let items = match body.0 {
@@ -545,6 +552,7 @@ impl HooksApi {
             Ok(a) => a,
             Err(e) => return BatchResponse::Unavailable(unavailable(&e)),
         };
+        metrics.jobs_accepted(accepted.len() as u64);
         let mut accepted = accepted.into_iter();
         for slot in results.iter_mut().filter(|r| r.ok) {
             if let Some(a) = accepted.next() {
@@ -564,7 +572,7 @@ impl HooksApi {
             return GetResponse::NotFound(not_found());
         };
         match service.get(&id).await {
-            Ok(Some(record)) => GetResponse::Found(Json(record.into())),
+            Ok(Some(record)) => GetResponse::Found(Json(Box::new(record.into()))),
             Ok(None) => GetResponse::NotFound(not_found()),
             Err(e) => GetResponse::Unavailable(unavailable(&e)),
         }

@@ -136,6 +136,7 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         })
         // Inside the error catcher: errors still carry their route template here.
         .with(metrics.middleware())
+        .data(metrics.clone())
         .catch_all_error(errors::to_json)
         // poem's router files `/hook_slinger/` under `/hook_slinger` and then
         // misses the slashed form; trimming the slash serves both directly

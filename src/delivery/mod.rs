@@ -116,11 +116,7 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 impl Deliverer {
     /// A client with the given whole-request timeout, destination policy and
     /// signing secrets (none: deliveries are not signed).
-    pub fn new(
-        timeout: Duration,
-        policy: DestinationPolicy,
-        secrets: Vec<SigningSecret>,
-    ) -> Result<Self, ClientError> {
+    pub fn new(timeout: Duration, policy: DestinationPolicy, secrets: Vec<SigningSecret>) -> Result<Self, ClientError> {
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .user_agent(concat!("hook-slinger/", env!("CARGO_PKG_VERSION")))
@@ -174,7 +170,8 @@ impl Deliverer {
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                let retry_after =
+                    resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
                 let response = sample(resp).await;
                 if (200..300).contains(&status) {
                     Outcome::Delivered { status, response }

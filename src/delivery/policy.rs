@@ -187,7 +187,11 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_within_bounds() {
         let p = policy(Backoff::Linear);
-        let asked = |s| Outcome::Refused { status: 429, retry_after: Some(Duration::from_secs(s)), response: Default::default() };
+        let asked = |s| Outcome::Refused {
+            status: 429,
+            retry_after: Some(Duration::from_secs(s)),
+            response: Default::default(),
+        };
         assert_eq!(p.decide(&asked(2), 1, 3), Verdict::RetryIn(Duration::from_secs(2)));
         assert_eq!(p.decide(&asked(86_400), 1, 3), Verdict::RetryIn(Duration::from_secs(60)));
     }

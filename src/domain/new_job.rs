@@ -179,7 +179,11 @@ fn schedule(
         (Some(Value::String(s)), None | Some(Value::Null)) => match DateTime::parse_from_rfc3339(&s) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
-                errors.push(FieldError { field: "deliver_at", kind: "value", message: format!("not an RFC 3339 time: {e}") });
+                errors.push(FieldError {
+                    field: "deliver_at",
+                    kind: "value",
+                    message: format!("not an RFC 3339 time: {e}"),
+                });
                 return None;
             }
         },
@@ -298,11 +302,22 @@ mod tests {
     #[test]
     fn schedules_within_limits() {
         let now = Utc::now();
-        let job = NewJob::parse(json!({"to_url": "http://a/", "payload": {}, "delay_seconds": 60}), &LIMITS, now).unwrap();
+        let job =
+            NewJob::parse(json!({"to_url": "http://a/", "payload": {}, "delay_seconds": 60}), &LIMITS, now).unwrap();
         assert_eq!(job.deliver_at, Some(now + chrono::Duration::seconds(60)));
-        let past = NewJob::parse(json!({"to_url": "http://a/", "payload": {}, "deliver_at": "2001-01-01T00:00:00Z"}), &LIMITS, now).unwrap();
+        let past = NewJob::parse(
+            json!({"to_url": "http://a/", "payload": {}, "deliver_at": "2001-01-01T00:00:00Z"}),
+            &LIMITS,
+            now,
+        )
+        .unwrap();
         assert_eq!(past.deliver_at, None, "a time in the past means now");
-        for bad in [json!({"delay_seconds": 90_000}), json!({"delay_seconds": -1}), json!({"deliver_at": "tomorrow"}), json!({"deliver_at": "2001-01-01T00:00:00Z", "delay_seconds": 1})] {
+        for bad in [
+            json!({"delay_seconds": 90_000}),
+            json!({"delay_seconds": -1}),
+            json!({"deliver_at": "tomorrow"}),
+            json!({"deliver_at": "2001-01-01T00:00:00Z", "delay_seconds": 1}),
+        ] {
             let mut body = json!({"to_url": "http://a/", "payload": {}});
             body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
             assert!(NewJob::parse(body.clone(), &LIMITS, now).is_err(), "{body}");
@@ -311,7 +326,10 @@ mod tests {
 
     #[test]
     fn max_retries_is_capped() {
-        assert_eq!(NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": 0})).unwrap().max_retries, Some(0));
+        assert_eq!(
+            NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": 0})).unwrap().max_retries,
+            Some(0)
+        );
         assert!(NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": 26})).is_err());
         assert!(NewJob::parse_now(json!({"to_url": "http://a/", "payload": {}, "max_retries": "3"})).is_err());
     }
@@ -336,7 +354,8 @@ mod tests {
 
     #[test]
     fn lists_every_bad_field() {
-        let NewJobError::Fields(errors) = NewJob::parse_now(json!({"to_url": 5, "tag": "a b", "payload": []})).unwrap_err()
+        let NewJobError::Fields(errors) =
+            NewJob::parse_now(json!({"to_url": 5, "tag": "a b", "payload": []})).unwrap_err()
         else {
             panic!("expected field errors")
         };

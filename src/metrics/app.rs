@@ -55,8 +55,11 @@ impl AppMetrics {
         );
         let accepted = register(
             &registry,
-            IntCounter::new("hook_slinger_jobs_accepted_total", "Jobs accepted with a 202 by POST /hook_slinger/.")
-                .expect("static metric definition"),
+            IntCounter::new(
+                "hook_slinger_jobs_accepted_total",
+                "Jobs accepted (stored and queued), single or in batches.",
+            )
+            .expect("static metric definition"),
         );
         Self { inner: Arc::new(AppInner { registry, requests, duration, accepted }) }
     }
@@ -64,6 +67,12 @@ impl AppMetrics {
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         render(&self.inner.registry)
+    }
+
+    /// Counts jobs accepted (new ones only: an idempotent replay is not a
+    /// new job; a batch counts each accepted item).
+    pub fn jobs_accepted(&self, n: u64) {
+        self.inner.accepted.inc_by(n);
     }
 
     /// A poem middleware recording every request into these metrics.
@@ -81,15 +90,11 @@ impl AppMetrics {
         let i = &self.inner;
         i.requests.with_label_values(&[route, method, status.to_string().as_str()]).inc();
         i.duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
-        if status == 202 && method == "POST" && route == "/hook_slinger" {
-            i.accepted.inc();
-        }
     }
 }
 
-/// Records `hook_slinger_http_requests_total`,
-/// `hook_slinger_http_request_duration_seconds` and
-/// `hook_slinger_jobs_accepted_total`. Place it inside the error catcher,
+/// Records `hook_slinger_http_requests_total` and
+/// `hook_slinger_http_request_duration_seconds`. Place it inside the error catcher,
 /// so it sees the route template poem attaches to errors as well as to
 /// responses.
 pub struct HttpMetrics {

@@ -28,7 +28,6 @@ use poem::{
     web::Data,
     EndpointExt, Route, Server,
 };
-use redis::AsyncCommands;
 
 use crate::{
     jobs::JobState,
@@ -52,8 +51,8 @@ pub enum MetricsError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     /// The oldest waiting job could not be read.
-    #[error("redis is unavailable")]
-    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// No port from the configured one to [`PORT_SEARCH`] after it was free.
     #[error("no free port for the metrics endpoint in {host}:{first}-{last}")]
     NoFreePort {
@@ -85,15 +84,11 @@ pub struct QueueSnapshot {
 /// `ZRANGE ... 0 0` however long the backlog.
 pub async fn queue_snapshot(store: &JobStore, queue: &Queue) -> Result<QueueSnapshot, MetricsError> {
     let depth = queue.depth().await?;
-    let oldest: Vec<(String, f64)> =
-        store.connection().zrange_withscores(store.state_key(JobState::Queued), 0, 0).await?;
-    let oldest_waiting_age = oldest
-        .first()
-        .map(|(_, created_ms)| {
-            let age_ms = chrono::Utc::now().timestamp_millis() as f64 - created_ms;
-            // Clocks of different hosts may disagree a little; never negative.
-            Duration::from_millis(age_ms.max(0.0) as u64)
-        })
+    let oldest_waiting_age = store
+        .oldest_created_at(JobState::Queued)
+        .await?
+        // Clocks of different hosts may disagree a little; never negative.
+        .map(|created| (chrono::Utc::now() - created).to_std().unwrap_or_default())
         .unwrap_or_default();
     Ok(QueueSnapshot { depth, oldest_waiting_age })
 }

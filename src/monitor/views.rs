@@ -420,6 +420,9 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord) -> Respons
             }
             div.panel {
                 h2 { "Attempts" }
+                @if let Some(why) = &job.stop_reason {
+                    p.muted { "Stopped: " (why) }
+                }
                 @if job.attempt_log.is_empty() {
                     div.empty { "No attempt yet." }
                 } @else {
@@ -431,7 +434,13 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord) -> Respons
                                     td.num { (a.attempt) } td.num { (a.cycle) }
                                     td { (ago(now, a.started_at)) }
                                     td.num { (a.duration_ms) " ms" }
-                                    td.wrap { (result(a.status, a.error.as_deref())) }
+                                    td.wrap {
+                                        (result(a.status, a.error.as_deref()))
+                                        @if let Some(body) = &a.response_body {
+                                            // The first bytes the receiver answered (maud escapes them).
+                                            pre.small.response { code { (body.chars().take(512).collect::<String>()) @if a.response_truncated || body.chars().count() > 512 { " …" } } }
+                                        }
+                                    }
                                     td.hide-sm.mono.small { (a.worker) }
                                 }
                             }

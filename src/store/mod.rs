@@ -509,6 +509,12 @@ impl JobStore {
         Ok(())
     }
 
+    /// When the oldest job now in `state` was accepted.
+    pub async fn oldest_created_at(&self, state: JobState) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let oldest: Vec<(String, i64)> = self.conn.clone().zrange_withscores(self.state_key(state), 0, 0).await?;
+        Ok(oldest.first().map(|(_, created)| from_ms(*created)))
+    }
+
     /// How many jobs are in each state.
     pub async fn counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
         let mut pipe = redis::pipe();

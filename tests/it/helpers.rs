@@ -53,6 +53,9 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
         // Receivers in tests listen on loopback, which the SSRF guard refuses
         // by default; the guard's own tests turn this off.
         ("ALLOW_PRIVATE_DESTINATIONS", "true"),
+        // Many workers run at once in one process; the metrics tests pick
+        // their own ports.
+        ("WORKER_METRICS_PORT", "0"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

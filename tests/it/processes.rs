@@ -23,6 +23,7 @@ fn worker_process(s: &Settings, dir: &std::path::Path) -> Child {
         .env("LOG_LEVEL", "info")
         .env("LOG_COLOR", "never")
         .env("ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("WORKER_METRICS_PORT", "0")
         .stdout(Stdio::null())
         .spawn()
         .expect("worker binary runs")

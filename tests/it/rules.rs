@@ -113,7 +113,8 @@ async fn deliveries_are_signed_with_every_secret() {
 /// `standardwebhooks` package from PyPI), run as a separate program.
 fn verify_with_standardwebhooks(secret: &str, r: &Received) {
     let python = std::env::var("STANDARDWEBHOOKS_PYTHON").unwrap_or_else(|_| "target/pyenv/bin/python".to_owned());
-    let have = std::process::Command::new(&python).args(["-c", "import standardwebhooks"]).status().is_ok_and(|s| s.success());
+    let have =
+        std::process::Command::new(&python).args(["-c", "import standardwebhooks"]).status().is_ok_and(|s| s.success());
     if !have {
         assert!(std::env::var("CI").is_err(), "CI must have the standardwebhooks package (make test installs it)");
         eprintln!("skipping the independent check: no {python} with standardwebhooks (run make test)");
@@ -135,7 +136,10 @@ fn verify_with_standardwebhooks(secret: &str, r: &Received) {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(&r.body).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified"), "standardwebhooks refused the signature");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified"),
+        "standardwebhooks refused the signature"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +209,8 @@ async fn delayed_jobs_wait_for_their_time() {
     app.wait_state(&id, JobState::Succeeded, Duration::from_secs(5)).await;
 
     // A time in the past means now; too far ahead is refused.
-    let past = app.accept(&json!({"to_url": rx.url("/now"), "payload": {}, "deliver_at": "2020-01-01T00:00:00Z"})).await;
+    let past =
+        app.accept(&json!({"to_url": rx.url("/now"), "payload": {}, "deliver_at": "2020-01-01T00:00:00Z"})).await;
     app.wait_state(&past, JobState::Succeeded, Duration::from_secs(5)).await;
     let far = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
     assert_eq!(app.post_job(&json!({"to_url": rx.url("/"), "payload": {}, "deliver_at": far})).await.status(), 422);

@@ -79,16 +79,36 @@ pub struct Browser {
 }
 
 impl Browser {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
         }
         let v: Value = req.send().await.unwrap().json().await.unwrap();
         if v["value"].get("error").is_some() {
-            panic!("webdriver {path}: {}", v["value"]);
+            return Err(v["value"].clone());
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body.clone()).await.unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+    }
+
+    /// Runs `action` on the element `css`, finding it again when the page's
+    /// live refresh replaced it in between (a stale element reference).
+    async fn on_element(&self, css: &str, method: reqwest::Method, action: &str, body: Option<Value>) -> Value {
+        for _ in 0..50 {
+            let el = self.find(css, Duration::from_secs(5)).await;
+            match self.try_call(method.clone(), &format!("/element/{el}/{action}"), body.clone()).await {
+                Ok(v) => return v,
+                Err(e) if e["error"] == "stale element reference" => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("webdriver {css} {action}: {e}"),
+            }
+        }
+        panic!("element {css} kept going stale")
     }
 
     pub async fn goto(&self, url: &str) {
@@ -126,18 +146,15 @@ impl Browser {
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
-        let el = self.find(css, Duration::from_secs(5)).await;
-        self.call(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text}))).await;
+        self.on_element(css, reqwest::Method::POST, "value", Some(json!({"text": text}))).await;
     }
 
     pub async fn click(&self, css: &str) {
-        let el = self.find(css, Duration::from_secs(5)).await;
-        self.call(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
+        self.on_element(css, reqwest::Method::POST, "click", Some(json!({}))).await;
     }
 
     pub async fn text(&self, css: &str) -> String {
-        let el = self.find(css, Duration::from_secs(5)).await;
-        self.call(reqwest::Method::GET, &format!("/element/{el}/text"), None).await.as_str().unwrap_or("").to_owned()
+        self.on_element(css, reqwest::Method::GET, "text", None).await.as_str().unwrap_or("").to_owned()
     }
 
     /// Waits until the element's text contains `want` (the page updates itself).

@@ -1,0 +1,321 @@
+//! `make bench`: starts Redis, the app and workers (release builds) against
+//! a fast loopback receiver, drives load, and prints a table (also written
+//! to `target/bench/results.json`). Everything shares this machine's cores.
+//! Not a test: numbers, not assertions.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use poem::{handler, listener::Acceptor, listener::Listener, web::Data, EndpointExt, Request, Route, Server};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "bench-token";
+
+/// Receive times by job id, and a counter.
+#[derive(Default)]
+struct Sink {
+    count: AtomicU64,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+#[handler]
+fn receive(req: &Request, sink: Data<&Arc<Sink>>) -> &'static str {
+    sink.count.fetch_add(1, Ordering::Relaxed);
+    if let Some(id) = req.header("x-hook-slinger-job-id") {
+        sink.seen.lock().unwrap().entry(id.to_owned()).or_insert_with(Instant::now);
+    }
+    "ok"
+}
+
+struct Procs {
+    children: Vec<(String, Child)>,
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Env {
+    bin: PathBuf,
+    redis_url: String,
+    app_port: u16,
+    queue: String,
+}
+
+impl Env {
+    fn spawn(&self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Child> {
+        let mut cmd = Command::new(self.bin.join(name));
+        cmd.env_clear()
+            .current_dir(std::env::temp_dir())
+            .env("API_TOKEN", TOKEN)
+            .env("APP_HOST", "127.0.0.1")
+            .env("APP_PORT", self.app_port.to_string())
+            .env("REDIS_URL", &self.redis_url)
+            .env("QUEUE_NAME", &self.queue)
+            .env("ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("LOG_LEVEL", "warn")
+            .env("WORKER_METRICS_PORT", "0")
+            .stdout(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn().with_context(|| format!("starting {name}"))
+    }
+}
+
+struct Timing {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// POSTs `n` requests at `concurrency`; returns rate, latency and the bodies.
+async fn post_many(
+    http: &reqwest::Client,
+    url: &str,
+    n: usize,
+    concurrency: usize,
+    body: impl Fn(usize) -> Value,
+    auth: bool,
+) -> (Timing, Vec<(Instant, Value)>) {
+    let started = Instant::now();
+    let results: Vec<(f64, Instant, Value)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let req = http.post(url).json(&body(i));
+            let req = if auth { req.header("Authorization", format!("Token {TOKEN}")) } else { req };
+            async move {
+                let t0 = Instant::now();
+                let resp = req.send().await;
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                // Success is the status; the body is JSON only for the app.
+                let v = match resp {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.unwrap_or(Value::Bool(true)),
+                    _ => Value::Null,
+                };
+                (ms, t0, v)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = results.iter().map(|r| r.0).collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ok = results.iter().filter(|r| !r.2.is_null()).count();
+    let timing = Timing { rate: ok as f64 / elapsed, p50_ms: percentile(&lat, 0.5), p99_ms: percentile(&lat, 0.99) };
+    (timing, results.into_iter().map(|r| (r.1, r.2)).collect())
+}
+
+async fn wait_count(sink: &Sink, n: u64, within: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + within;
+    while sink.count.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline {
+            bail!("only {} of {n} deliveries after {within:?}", sink.count.load(Ordering::Relaxed));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(Instant::now())
+}
+
+async fn flush(redis_url: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+    Ok(())
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("app did not become ready")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
+
+    // Our own Redis, without persistence, so runs are comparable.
+    let redis_port = free_port();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("redis-server must be installed")?;
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let sink = Arc::new(Sink::default());
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let rx_addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().context("receiver addr")?;
+    let app_route = Route::new().at("/*path", poem::post(receive)).data(sink.clone());
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app_route));
+    let rx_url = format!("http://{rx_addr}/hook");
+
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let env = Env { bin, redis_url: redis_url.clone(), app_port: free_port(), queue: "bench".to_owned() };
+    let base = format!("http://127.0.0.1:{}", env.app_port);
+    let job =
+        |_: usize| json!({"to_url": rx_url, "payload": {"event": "order.paid", "amount": 4200, "currency": "EUR"}});
+    let mut report: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| {
+        println!("{k:<58} {v}");
+        report.push((k.to_owned(), v));
+    };
+
+    // 1. The receiver's own ceiling.
+    let (ceiling, _) = post_many(&http, &rx_url, n, 64, |_| json!({"event": "x"}), false).await;
+    put("receiver ceiling (direct POSTs/s, c=64)", format!("{:.0}", ceiling.rate));
+    sink.count.store(0, Ordering::Relaxed);
+
+    // 2. Accept rate, no worker running.
+    let mut procs = Procs { children: vec![] };
+    procs.children.push(("app".into(), env.spawn("hook-slinger-app", &[])?));
+    let app_pid = procs.children[0].1.id();
+    wait_ready(&http, &base).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    put("app RSS idle (MiB)", format!("{:.1}", rss_kib(app_pid, "VmRSS:") as f64 / 1024.0));
+    let (accept, _) = post_many(&http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
+    put(
+        &format!("accept: {n} single POSTs, c=64 (202/s, p50, p99)"),
+        format!("{:.0}/s  p50 {:.2} ms  p99 {:.2} ms", accept.rate, accept.p50_ms, accept.p99_ms),
+    );
+    let batches = n / 1000;
+    let batch_body = |_: usize| json!({"jobs": (0..1000).map(job).collect::<Vec<_>>()});
+    let (batch, _) = post_many(&http, &format!("{base}/hook_slinger/batch"), batches, 4, batch_body, true).await;
+    put(&format!("accept: {batches} batches of 1,000 (jobs/s)"), format!("{:.0}", batch.rate * 1000.0));
+    put("app peak RSS (MiB)", format!("{:.1}", rss_kib(app_pid, "VmHWM:") as f64 / 1024.0));
+
+    // 3. End to end with 1 and 3 workers.
+    for workers in [1usize, 3] {
+        flush(&redis_url).await?;
+        sink.count.store(0, Ordering::Relaxed);
+        let first = procs.children.len();
+        for _ in 0..workers {
+            procs.children.push(("worker".into(), env.spawn("hook-slinger-worker", &[])?));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let _ = post_many(&http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
+        let done = wait_count(&sink, n as u64, Duration::from_secs(300)).await?;
+        let rate = n as f64 / (done - started).as_secs_f64();
+        put(
+            &format!("end to end: {n} jobs, {workers} worker(s) (deliveries/s)"),
+            format!("{rate:.0}  ({:.0}% of receiver ceiling)", 100.0 * rate / ceiling.rate),
+        );
+        if workers == 1 {
+            let pid = procs.children[first].1.id();
+            put("worker peak RSS under load (MiB)", format!("{:.1}", rss_kib(pid, "VmHWM:") as f64 / 1024.0));
+        }
+        for (_, mut c) in procs.children.drain(first..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    // 4. Latency at a steady 500 jobs/s with one worker.
+    flush(&redis_url).await?;
+    sink.count.store(0, Ordering::Relaxed);
+    sink.seen.lock().unwrap().clear();
+    procs.children.push(("worker".into(), env.spawn("hook-slinger-worker", &[])?));
+    let worker_pid = procs.children.last().unwrap().1.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    put("worker RSS idle (MiB)", format!("{:.1}", rss_kib(worker_pid, "VmRSS:") as f64 / 1024.0));
+    let steady = 5_000usize;
+    let mut ticker = tokio::time::interval(Duration::from_millis(2));
+    let sent: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let mut tasks = Vec::with_capacity(steady);
+    for _ in 0..steady {
+        ticker.tick().await;
+        let (http, url, sent, body) = (http.clone(), format!("{base}/hook_slinger/"), sent.clone(), job(0));
+        tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            if let Ok(r) = http.post(url).header("Authorization", format!("Token {TOKEN}")).json(&body).send().await {
+                if let Ok(v) = r.json::<Value>().await {
+                    if let Some(id) = v["job_id"].as_str() {
+                        sent.lock().unwrap().push((t0, id.to_owned()));
+                    }
+                }
+            }
+        }));
+    }
+    futures::future::join_all(tasks).await;
+    wait_count(&sink, steady as u64, Duration::from_secs(60)).await?;
+    let mut lat: Vec<f64> = {
+        let seen = sink.seen.lock().unwrap();
+        let sent = sent.lock().unwrap();
+        sent.iter().filter_map(|(t0, id)| seen.get(id).map(|t| (*t - *t0).as_secs_f64() * 1000.0)).collect()
+    };
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    put(
+        "POST-to-delivery at a steady 500/s, 1 worker (p50, p99)",
+        format!("p50 {:.1} ms  p99 {:.1} ms", percentile(&lat, 0.5), percentile(&lat, 0.99)),
+    );
+    for (_, mut c) in procs.children.drain(1..) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    // 5. Drain a backlog queued before any worker starts.
+    flush(&redis_url).await?;
+    sink.count.store(0, Ordering::Relaxed);
+    let batch_body = |_: usize| json!({"jobs": (0..1000).map(job).collect::<Vec<_>>()});
+    let _ = post_many(&http, &format!("{base}/hook_slinger/batch"), backlog / 1000, 4, batch_body, true).await;
+    let started = Instant::now();
+    procs.children.push(("worker".into(), env.spawn("hook-slinger-worker", &[])?));
+    let done = wait_count(&sink, backlog as u64, Duration::from_secs(600)).await?;
+    put(
+        &format!("drain: {backlog} queued jobs, 1 worker (deliveries/s)"),
+        format!("{:.0}", backlog as f64 / (done - started).as_secs_f64()),
+    );
+    let pid = procs.children.last().unwrap().1.id();
+    put("worker peak RSS draining (MiB)", format!("{:.1}", rss_kib(pid, "VmHWM:") as f64 / 1024.0));
+
+    drop(procs);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    std::fs::create_dir_all("target/bench")?;
+    let json: serde_json::Map<String, Value> = report.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    std::fs::write("target/bench/results.json", serde_json::to_string_pretty(&json)?)?;
+    println!("\nwritten to target/bench/results.json");
+    Ok(())
+}
