@@ -67,14 +67,18 @@ struct BatchItem {
     /// Whether this job was accepted.
     ok: bool,
     /// The job's id, when accepted.
+    #[oai(skip_serializing_if_is_none)]
     job_id: Option<String>,
     /// When it was accepted.
+    #[oai(skip_serializing_if_is_none)]
     queued_at: Option<String>,
     /// When it will be delivered, if scheduled.
+    #[oai(skip_serializing_if_is_none)]
     deliver_at: Option<String>,
     /// The HTTP status this item alone would have got (202, 400, 422).
     status: u16,
     /// Why it was refused: one entry per bad field.
+    #[oai(skip_serializing_if_is_none)]
     errors: Option<Vec<FieldProblem>>,
 }
 
@@ -151,14 +155,18 @@ struct AttemptView {
     /// How long it took.
     duration_ms: u64,
     /// The receiver's HTTP status, if it answered.
+    #[oai(skip_serializing_if_is_none)]
     status: Option<u16>,
     /// What went wrong, if anything.
+    #[oai(skip_serializing_if_is_none)]
     error: Option<String>,
     /// The worker that made it.
     worker: String,
     /// Selected response headers, when the receiver answered.
+    #[oai(skip_serializing_if_is_none)]
     response_headers: Option<std::collections::BTreeMap<String, String>>,
     /// The first 4 KiB of the response body.
+    #[oai(skip_serializing_if_is_none)]
     response_body: Option<String>,
     /// True when the body was longer than what was kept.
     response_truncated: bool,
@@ -172,8 +180,10 @@ struct JobView {
     /// `queued`, `delivering`, `scheduled` (retry waiting), `succeeded` or `failed`.
     state: String,
     /// Group label.
+    #[oai(skip_serializing_if_is_none)]
     group: Option<String>,
     /// Tag label.
+    #[oai(skip_serializing_if_is_none)]
     tag: Option<String>,
     /// Destination.
     to_url: String,
@@ -188,14 +198,19 @@ struct JobView {
     /// Retry cycle (0, then +1 per requeue).
     cycle: u32,
     /// When the next attempt is due (state `scheduled`).
+    #[oai(skip_serializing_if_is_none)]
     next_attempt_at: Option<DateTime<Utc>>,
     /// Last HTTP status received.
+    #[oai(skip_serializing_if_is_none)]
     last_status: Option<u16>,
     /// Last error.
+    #[oai(skip_serializing_if_is_none)]
     last_error: Option<String>,
     /// Why the job stopped without being delivered (state `failed`).
+    #[oai(skip_serializing_if_is_none)]
     stop_reason: Option<String>,
     /// Retries this job allows (its own `max_retries`, when it asked for one).
+    #[oai(skip_serializing_if_is_none)]
     max_retries: Option<u32>,
     /// Every attempt, oldest first.
     attempt_log: Vec<AttemptView>,

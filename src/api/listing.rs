@@ -35,22 +35,27 @@ struct JobSummaryView {
     /// `queued`, `delivering`, `scheduled` (retry waiting), `succeeded` or `failed`.
     state: String,
     /// Group label.
+    #[oai(skip_serializing_if_is_none)]
     group: Option<String>,
     /// Tag label.
+    #[oai(skip_serializing_if_is_none)]
     tag: Option<String>,
     /// Destination host.
     host: String,
     /// Attempts made, over the job's life.
     attempts: u32,
     /// Last HTTP status received.
+    #[oai(skip_serializing_if_is_none)]
     last_status: Option<u16>,
     /// Last error.
+    #[oai(skip_serializing_if_is_none)]
     last_error: Option<String>,
     /// Accepted at.
     created_at: DateTime<Utc>,
     /// Last state change.
     updated_at: DateTime<Utc>,
     /// When the next attempt is due (state `scheduled`).
+    #[oai(skip_serializing_if_is_none)]
     next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -80,6 +85,7 @@ struct JobList {
     /// `next_cursor`).
     jobs: Vec<JobSummaryView>,
     /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     next_cursor: Option<String>,
 }
 

@@ -12,8 +12,8 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use poem::{
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    middleware::{NormalizePath, Tracing, TrailingSlash},
-    EndpointExt, IntoEndpoint, Route, Server,
+    middleware::{CatchPanic, NormalizePath, Tracing, TrailingSlash},
+    EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
 };
 use poem_openapi::OpenApiService;
 
@@ -87,6 +87,9 @@ impl Application {
         tracing::info!(addr = %format!("{}:{}", self.settings.api.host, self.port), docs = "/docs", "app listening");
         let app = routes(&self.settings, self.service);
         Server::new_with_acceptor(self.acceptor)
+            // Connections that send nothing for this long are closed, so
+            // slow or stuck clients cannot hold sockets forever.
+            .idle_timeout(Duration::from_secs(60))
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await
     }
@@ -138,6 +141,13 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         .with(metrics.middleware())
         .data(metrics.clone())
         .catch_all_error(errors::to_json)
+        // A handler panic becomes an opaque JSON 500 instead of a dropped
+        // connection.
+        .with(CatchPanic::new().with_handler(|_| {
+            tracing::error!("request handler panicked");
+            poem::web::Json(ErrorBody::new("Internal error."))
+                .with_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+        }))
         // poem's router files `/hook_slinger/` under `/hook_slinger` and then
         // misses the slashed form; trimming the slash serves both directly
         // (the original answered one of them with a 307).

@@ -35,7 +35,9 @@ impl JobId {
     /// Parses an id received from a caller (a URL path, a CLI argument).
     pub fn parse(raw: &str) -> Result<Self, JobIdError> {
         let uuid_len = 36;
-        if raw.len() < uuid_len || raw.len() > 2 * (Label::MAX_LEN + 1) + uuid_len {
+        // Ids are ASCII; checking first also keeps the split below on a
+        // character boundary.
+        if !raw.is_ascii() || raw.len() < uuid_len || raw.len() > 2 * (Label::MAX_LEN + 1) + uuid_len {
             return Err(JobIdError::Malformed);
         }
         let (prefix, uuid) = raw.split_at(raw.len() - uuid_len);
@@ -106,5 +108,6 @@ mod tests {
         assert!(JobId::parse("nope").is_err());
         assert!(JobId::parse("a/b_6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11").is_err());
         assert!(JobId::parse("ab6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11").is_err());
+        assert!(JobId::parse("\u{80}6f1c0c8e-2f56-4a3b-9a57-8d2b3f0f9d11").is_err(), "no panic on non-ASCII");
     }
 }
