@@ -50,6 +50,10 @@ pub fn apalis_config(settings: &Settings) -> apalis_redis::Config {
         // that fetch fills either way, and our claim step keeps a duplicated
         // attempt from counting twice.
         .lock_tasks(false)
+        // apalis publishes an event per pushed, locked and finished task;
+        // nobody listens (we wake workers ourselves), so each would be a
+        // wasted PUBLISH per job (measured: 2 PUBLISH per job with it on).
+        .emit_events(false)
         .batch_size(w.concurrency.clamp(1, 100))
 }
 
