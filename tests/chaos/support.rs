@@ -17,7 +17,7 @@ use std::{
 
 use futures::StreamExt;
 use hook_slinger::config::Settings;
-use poem::{handler, listener::Acceptor, listener::Listener, web::Data, EndpointExt, Request, Route, Server};
+use poem::{handler, web::Data, EndpointExt, Request, Route};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -99,16 +99,8 @@ impl Tally {
 
     pub async fn start_on(addr: &str) -> Self {
         let state = Arc::new(TallyState::default());
-        let acceptor = poem::listener::TcpListener::bind(addr.to_owned()).into_acceptor().await.unwrap();
-        let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-        let stop = CancellationToken::new();
-        let s = stop.clone();
         let app = Route::new().at("/*path", poem::post(tally_handler)).data(state.clone());
-        tokio::spawn(async move {
-            let _ = Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(app, async move { s.cancelled().await }, Some(Duration::from_millis(100)))
-                .await;
-        });
+        let (addr, stop) = crate::helpers::serve(addr, app).await;
         Self { addr, state, stop }
     }
 

@@ -303,16 +303,8 @@ async fn receive(req: &Request, body: Vec<u8>, state: Data<&Arc<ReceiverState>>)
 impl Receiver {
     pub async fn start() -> Self {
         let state = Arc::new(ReceiverState::default());
-        let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
-        let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-        let stop = CancellationToken::new();
-        let s = stop.clone();
         let app = Route::new().at("/*path", poem::post(receive)).data(state.clone());
-        tokio::spawn(async move {
-            let _ = Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(app, async move { s.cancelled().await }, Some(Duration::from_millis(100)))
-                .await;
-        });
+        let (addr, stop) = serve("127.0.0.1:0", app).await;
         Self { addr, state, stop }
     }
 
@@ -348,6 +340,21 @@ impl Receiver {
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
     }
+}
+
+/// Serves `app` on `addr` (port 0: a free one) until the returned token is
+/// cancelled; receivers in every test binary are built on it.
+pub async fn serve(addr: &str, app: impl poem::Endpoint + 'static) -> (SocketAddr, CancellationToken) {
+    let acceptor = poem::listener::TcpListener::bind(addr.to_owned()).into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, async move { s.cancelled().await }, Some(Duration::from_millis(100)))
+            .await;
+    });
+    (addr, stop)
 }
 
 /// A redis-server of the test's own on a free port, for tests that restart
