@@ -114,10 +114,11 @@ impl TestApp {
         v["job_id"].as_str().unwrap().to_owned()
     }
 
-    pub async fn get_job(&self, id: &str) -> (u16, Value) {
+    /// An authorised request to `path` on the app: (status, JSON body).
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = self
             .http
-            .get(format!("{}/hook_slinger/{id}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("Authorization", format!("Token {TOKEN}"))
             .send()
             .await
@@ -125,15 +126,12 @@ impl TestApp {
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
+    pub async fn get_job(&self, id: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, &format!("/hook_slinger/{id}")).await
+    }
+
     pub async fn requeue(&self, id: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/hook_slinger/{id}/requeue", self.base))
-            .header("Authorization", format!("Token {TOKEN}"))
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap())
+        self.call(reqwest::Method::POST, &format!("/hook_slinger/{id}/requeue")).await
     }
 
     pub async fn record(&self, id: &str) -> JobRecord {

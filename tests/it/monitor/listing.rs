@@ -108,14 +108,7 @@ async fn filters_combine_and_a_job_id_is_a_direct_lookup() {
 }
 
 async fn api_page(app: &crate::helpers::TestApp, query: &str) -> (u16, Value) {
-    let resp = app
-        .http
-        .get(format!("{}/hook_slinger/?{query}", app.base))
-        .header("Authorization", format!("Token {TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    app.call(reqwest::Method::GET, &format!("/hook_slinger/?{query}")).await
 }
 
 #[tokio::test]
