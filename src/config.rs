@@ -9,10 +9,7 @@
 
 use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 
-use crate::{
-    delivery::{Backoff, DestinationPolicy, RetryPolicy, SigningSecret},
-    store::Retention,
-};
+use crate::delivery::{Backoff, DestinationPolicy, RetryPolicy, SigningSecret};
 
 /// Everything the three processes can be configured with.
 #[derive(Debug, Clone)]
@@ -27,12 +24,33 @@ pub struct Settings {
     pub log: LogSettings,
     /// How long finished jobs are kept.
     pub retention: Retention,
+    /// `RECONCILE_AFTER` (seconds, default 30): how long a job may wait
+    /// without progress (queued without its queue task, overdue) before the
+    /// reconciler puts it back on its way; also what makes a non-failed job
+    /// "stuck" enough to requeue by hand. (A `delivering` job is stuck when
+    /// its worker's lease, `HTTP_TIMEOUT` + 10 s, runs out.)
+    pub reconcile_after: Duration,
     /// Which destinations may be delivered to (`ALLOW_PRIVATE_DESTINATIONS`,
     /// `ALLOWED_DESTINATION_CIDRS`): checked at accept time for IP literals
     /// and at delivery time on the resolved address actually connected to.
     pub destinations: DestinationPolicy,
     /// The monitor (`hook-slinger-monitor`).
     pub monitor: MonitorSettings,
+}
+
+/// How long finished jobs are kept (`RETENTION_SUCCEEDED`, `RETENTION_FAILED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Kept this long after succeeding.
+    pub succeeded: Duration,
+    /// Kept this long after failing (time for a person to requeue).
+    pub failed: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { succeeded: Duration::from_secs(86_400), failed: Duration::from_secs(7 * 86_400) }
+    }
 }
 
 /// Monitor settings. Whether the combination is safe (credentials, or
@@ -295,6 +313,10 @@ impl Settings {
             succeeded: p.seconds("RETENTION_SUCCEEDED", 86_400.0),
             failed: p.seconds("RETENTION_FAILED", 7.0 * 86_400.0),
         };
+        let reconcile_after = p.seconds("RECONCILE_AFTER", 30.0);
+        if reconcile_after.is_zero() {
+            p.problems.push("RECONCILE_AFTER=0: must be more than 0 seconds".to_owned());
+        }
         let monitor = MonitorSettings {
             host: p.number("MONITOR_HOST", IpAddr::from([0, 0, 0, 0])),
             port: p.number("MONITOR_PORT", 8899u16),
@@ -310,6 +332,7 @@ impl Settings {
         let settings = Settings {
             destinations: DestinationPolicy::new(p.flag("ALLOW_PRIVATE_DESTINATIONS", false), allowed_cidrs),
             retention,
+            reconcile_after,
             monitor,
             redis: RedisSettings {
                 url: p.string("REDIS_URL", "redis://127.0.0.1:6379"),

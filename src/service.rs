@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{JobId, NewJob},
-    jobs::{JobRecord, JobSpec, QueueTask},
-    queue::{Queue, QueueError},
+    jobs::{JobRecord, JobSpec, JobState, QueueTask},
+    queue::Queue,
     store::{Created, IdempotencyClaim, JobStore, NewRecord, Requeue, StoreError},
 };
 
@@ -18,12 +18,36 @@ pub enum ServiceError {
     /// The job store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The queue failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
     /// Redis did not answer in time.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// Whether a write that failed may still have happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Nothing reached Redis (it refused the connection, or the request
+    /// could not be encoded).
+    No,
+    /// The command may have run: it timed out or the connection broke after
+    /// it was sent. A job that was stored is delivered (see
+    /// [`HookService::accept`]).
+    Maybe,
+    /// Redis ran it, but its answer made no sense.
+    Yes,
+}
+
+impl ServiceError {
+    /// Whether the failed operation may have changed anything.
+    pub fn written(&self) -> Written {
+        match self {
+            Self::Timeout(_) => Written::Maybe,
+            Self::Store(StoreError::Redis(e)) if e.is_connection_refusal() => Written::No,
+            Self::Store(StoreError::Redis(_)) => Written::Maybe,
+            Self::Store(StoreError::Encode(_)) => Written::No,
+            Self::Store(StoreError::Corrupt { .. }) => Written::Yes,
+        }
+    }
 }
 
 /// A job that is stored and queued.
@@ -81,7 +105,11 @@ impl HookService {
     }
 
     /// Stores a job and puts its first attempt on the queue (or schedules
-    /// it, with `deliver_at`). Only when both happened is the job accepted.
+    /// it, with `deliver_at`). Once stored, the job is accepted: if queueing
+    /// it fails, the reconciler queues it after `RECONCILE_AFTER`. If the
+    /// store itself times out, the job may or may not have been stored; a
+    /// stored one is delivered, never left `queued` (the caller should retry
+    /// with an `Idempotency-Key` to get it exactly once).
     #[tracing::instrument(name = "accept", skip_all, fields(job_id))]
     pub async fn accept(&self, job: NewJob) -> Result<Accepted, ServiceError> {
         let mut accepted = self.accept_many(vec![job], None).await?;
@@ -92,7 +120,11 @@ impl HookService {
     }
 
     /// Like [`HookService::accept`], remembering the request under an
-    /// idempotency key: a repeat gets the first answer and enqueues nothing.
+    /// idempotency key: a repeat gets the first answer and stores nothing.
+    /// A repeat that finds the first job still `queued` queues its first
+    /// attempt again (the first request may have stopped between storing and
+    /// queueing); the task id is the same, so apalis keeps one and the claim
+    /// step runs the attempt once.
     #[tracing::instrument(name = "accept", skip_all, fields(job_id))]
     pub async fn accept_idempotent(&self, job: NewJob, claim: IdempotencyClaim) -> Result<Idempotent, ServiceError> {
         let fingerprint = claim.fingerprint.clone();
@@ -126,14 +158,16 @@ impl HookService {
         jobs: Vec<NewJob>,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Vec<Stored>, ServiceError> {
-        // Millisecond precision: what Redis keeps, so a replayed answer to an
-        // idempotent request is identical to the first.
-        let queued_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+        // One clock per request: this instant is `queued_at`, decides which
+        // jobs are due now (a due time at or before it is), and is what
+        // create.lua compares due times with. Millisecond precision: what
+        // Redis keeps, so a replayed idempotent answer equals the first.
+        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
         let prepared: Vec<(JobId, JobSpec, Option<DateTime<Utc>>)> = jobs
             .into_iter()
             .map(|job| {
                 let id = job.mint_id();
-                let due = job.deliver_at;
+                let due = job.deliver_at.filter(|at| *at > now);
                 (id, JobSpec::from(job), due)
             })
             .collect();
@@ -142,41 +176,53 @@ impl HookService {
         }
         let records: Vec<NewRecord<'_>> =
             prepared.iter().map(|(id, spec, due)| NewRecord { id, spec, due: *due }).collect();
+        let created = self.bounded(async { Ok(self.store.create(&records, claim.as_ref(), now).await?) }).await?;
+        if let Created::Duplicate { fingerprint, id, queued_at, state } = created {
+            if state == Some(JobState::Queued) {
+                self.queue_first(&[QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 }]).await;
+            }
+            let accepted = Accepted { id, queued_at, deliver_at: None };
+            return Ok(vec![Stored::Duplicate { fingerprint, accepted }]);
+        }
         let first_tasks: Vec<QueueTask> = prepared
             .iter()
             .filter(|(_, _, due)| due.is_none())
             .map(|(id, _, _)| QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 })
             .collect();
-        self.bounded(async {
-            match self.store.create(&records, claim.as_ref(), queued_at).await? {
-                Created::Duplicate { fingerprint, id, queued_at } => {
-                    let accepted = Accepted { id, queued_at, deliver_at: None };
-                    Ok(vec![Stored::Duplicate { fingerprint, accepted }])
-                }
-                Created::New(_) => {
-                    if let Err(e) = self.queue.push(&first_tasks).await {
-                        let ids: Vec<JobId> = prepared.iter().map(|(id, _, _)| id.clone()).collect();
-                        let _ = self.store.discard(&ids, claim.as_ref()).await;
-                        return Err(e.into());
-                    }
-                    // A single job's id is already a field of this span.
-                    let single = prepared.len() == 1;
-                    for (id, spec, due) in &prepared {
-                        let host = spec.to_url.host();
-                        let job_id = (!single).then_some(tracing::field::display(id));
-                        match due {
-                            Some(at) => tracing::info!(job_id, host, deliver_at = %at, "accepted, scheduled"),
-                            None => tracing::info!(job_id, host, "accepted"),
-                        }
-                    }
-                    Ok(prepared
-                        .iter()
-                        .map(|(id, _, due)| Stored::New(Accepted { id: id.clone(), queued_at, deliver_at: *due }))
-                        .collect())
-                }
+        self.queue_first(&first_tasks).await;
+        // A single job's id is already a field of this span.
+        let single = prepared.len() == 1;
+        for (id, spec, due) in &prepared {
+            let host = spec.to_url.host();
+            let job_id = (!single).then_some(tracing::field::display(id));
+            match due {
+                Some(at) => tracing::info!(job_id, host, deliver_at = %at, "accepted, scheduled"),
+                None => tracing::info!(job_id, host, "accepted"),
             }
-        })
-        .await
+        }
+        Ok(prepared
+            .into_iter()
+            .map(|(id, _, due)| Stored::New(Accepted { id, queued_at: now, deliver_at: due }))
+            .collect())
+    }
+
+    /// Puts stored jobs' first attempts on the queue. They are accepted
+    /// whatever happens here: a failure only delays them until the
+    /// reconciler finds them (`RECONCILE_AFTER`), so it is logged, not
+    /// returned.
+    async fn queue_first(&self, tasks: &[QueueTask]) {
+        match tokio::time::timeout(self.timeout, self.queue.push(tasks)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                jobs = tasks.len(), error.message = %e, error.cause_chain = ?e,
+                "stored but not queued; the reconciler will queue them"
+            ),
+            Err(_) => tracing::warn!(
+                jobs = tasks.len(),
+                timeout_s = self.timeout.as_secs_f64(),
+                "queueing timed out; if it did not happen, the reconciler will queue them"
+            ),
+        }
     }
 
     /// Reads a job.
@@ -184,8 +230,8 @@ impl HookService {
         self.bounded(async { Ok(self.store.get(id).await?) }).await
     }
 
-    /// Gives a failed job a fresh retry cycle (used by the API, the monitor
-    /// and the CLI alike).
+    /// Gives a failed job, or one stuck for longer than `RECONCILE_AFTER`,
+    /// a fresh retry cycle (used by the API, the monitor and the CLI alike).
     #[tracing::instrument(name = "requeue", skip_all, fields(job_id = %id))]
     pub async fn requeue(&self, id: &JobId) -> Result<Requeue, ServiceError> {
         let outcome = self.bounded(async { Ok(self.store.requeue(id).await?) }).await?;

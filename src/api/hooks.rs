@@ -14,7 +14,7 @@ use crate::{
     domain::{FieldError, JobId, Limits, NewJob, NewJobError},
     jobs::{Attempt, JobRecord},
     metrics::AppMetrics,
-    service::{HookService, Idempotent, ServiceError},
+    service::{HookService, Idempotent, ServiceError, Written},
     store::{IdempotencyClaim, Requeue},
 };
 
@@ -295,7 +295,12 @@ enum CreateResponse {
     /// Missing fields or fields of the wrong type or value; each is listed.
     #[oai(status = 422)]
     Invalid(Json<ValidationBody>),
-    /// Redis is unavailable; nothing was stored. Safe to retry.
+    /// A stored record could not be read (logged).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// Redis is unavailable or did not answer within `REDIS_TIMEOUT`. The
+    /// message says whether anything may have been stored; retrying with the
+    /// same `Idempotency-Key` is always safe.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -323,7 +328,12 @@ enum BatchResponse {
     /// More than `BATCH_MAX` jobs, or none.
     #[oai(status = 422)]
     Invalid(Json<ErrorBody>),
-    /// Redis is unavailable; nothing was stored. Safe to retry.
+    /// A stored record could not be read (logged).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// Redis is unavailable or did not answer within `REDIS_TIMEOUT`. The
+    /// message says whether anything may have been stored; retrying with the
+    /// same `Idempotency-Key` is always safe.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -345,7 +355,10 @@ enum GetResponse {
     /// No such job (or it expired).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// Redis is unavailable.
+    /// A stored record could not be read (logged).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// Redis is unavailable or did not answer within `REDIS_TIMEOUT`.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -367,18 +380,68 @@ enum RequeueResponse {
     /// No such job.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// Only failed jobs can be requeued.
+    /// The job is on its way: only failed jobs, and jobs stuck in another
+    /// state for longer than `RECONCILE_AFTER`, can be requeued.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// Redis is unavailable.
+    /// A stored record could not be read (logged).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// Redis is unavailable or did not answer within `REDIS_TIMEOUT`.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
 
-fn unavailable(e: &ServiceError) -> Json<ErrorBody> {
-    tracing::error!(error.message = %e, error.cause_chain = ?e, "redis unavailable");
-    Json(ErrorBody::new("Webhook registration failed: Redis is unavailable. Nothing was stored; retry later."))
+/// What a failed store operation tells the caller: whether anything may
+/// have been stored, and whether to retry.
+enum Failure {
+    Unavailable(Json<ErrorBody>),
+    Internal(Json<ErrorBody>),
 }
+
+/// Which kind of operation failed: a write that creates jobs, or anything else.
+#[derive(Clone, Copy)]
+enum Op {
+    Accept,
+    Other,
+}
+
+impl Failure {
+    fn of(e: &ServiceError, op: Op) -> Self {
+        tracing::error!(error.message = %e, error.cause_chain = ?e, "store operation failed");
+        let detail = match (e.written(), op) {
+            (Written::Yes, _) => return Self::Internal(Json(ErrorBody::new("A stored record could not be read."))),
+            (Written::No, Op::Accept) => {
+                "Webhook registration failed: Redis is unavailable. Nothing was stored; retry later."
+            }
+            (Written::Maybe, Op::Accept) => {
+                "Webhook registration failed: Redis did not answer in time (REDIS_TIMEOUT), so the job may or may \
+                 not have been stored; a stored job will be delivered. Retry with the same Idempotency-Key to get \
+                 it delivered exactly once."
+            }
+            (_, Op::Other) if matches!(e, ServiceError::Timeout(_)) => {
+                "Redis did not answer in time (REDIS_TIMEOUT); retry later."
+            }
+            (_, Op::Other) => "Redis is unavailable; retry later.",
+        };
+        Self::Unavailable(Json(ErrorBody::new(detail)))
+    }
+}
+
+/// Every response enum with 500 and 503 answers takes a [`Failure`].
+macro_rules! answers_failures {
+    ($($response:ty),*) => {$(
+        impl From<Failure> for $response {
+            fn from(f: Failure) -> Self {
+                match f {
+                    Failure::Unavailable(body) => Self::Unavailable(body),
+                    Failure::Internal(body) => Self::Internal(body),
+                }
+            }
+        }
+    )*};
+}
+answers_failures!(CreateResponse, BatchResponse, GetResponse, RequeueResponse);
 
 fn field_problems(errors: Vec<FieldError>) -> Json<ValidationBody> {
     Json(ValidationBody {
@@ -519,7 +582,7 @@ impl HooksApi {
             Ok(Idempotent::Conflict) => CreateResponse::Conflict(Json(ErrorBody::new(
                 "This Idempotency-Key was already used with a different request body.",
             ))),
-            Err(e) => CreateResponse::Unavailable(unavailable(&e)),
+            Err(e) => Failure::of(&e, Op::Accept).into(),
         }
     }
 
@@ -565,7 +628,7 @@ impl HooksApi {
         }
         let accepted = match service.accept_batch(valid).await {
             Ok(a) => a,
-            Err(e) => return BatchResponse::Unavailable(unavailable(&e)),
+            Err(e) => return Failure::of(&e, Op::Accept).into(),
         };
         metrics.jobs_accepted(accepted.len() as u64);
         let mut accepted = accepted.into_iter();
@@ -589,11 +652,15 @@ impl HooksApi {
         match service.get(&id).await {
             Ok(Some(record)) => GetResponse::Found(Json(Box::new(record.into()))),
             Ok(None) => GetResponse::NotFound(not_found()),
-            Err(e) => GetResponse::Unavailable(unavailable(&e)),
+            Err(e) => Failure::of(&e, Op::Other).into(),
         }
     }
 
-    /// Requeue a failed job: a fresh retry cycle, same id, earlier attempts kept.
+    /// Requeue a failed or stuck job: a fresh retry cycle, same id, earlier attempts kept.
+    ///
+    /// Besides failed jobs, a job stuck in another state for longer than
+    /// `RECONCILE_AFTER` (queued or overdue without progress, or held by a
+    /// worker whose lease ran out) can be requeued; a job on its way gets 409.
     #[oai(path = "/hook_slinger/:job_id/requeue", method = "post", operation_id = "requeue_job")]
     async fn requeue(&self, _auth: TokenAuth, service: Data<&HookService>, job_id: Path<String>) -> RequeueResponse {
         let Ok(id) = JobId::parse(&job_id.0) else {
@@ -606,11 +673,12 @@ impl HooksApi {
                 job_id: id.to_string(),
                 state: "scheduled".to_owned(),
             })),
-            Ok(Requeue::NotFailed(state)) => RequeueResponse::Conflict(Json(ErrorBody::new(format!(
-                "Job is {state}; only failed jobs can be requeued."
+            Ok(Requeue::NotStuck(state)) => RequeueResponse::Conflict(Json(ErrorBody::new(format!(
+                "Job is {state} and on its way; only failed jobs, and jobs stuck for longer than \
+                 RECONCILE_AFTER, can be requeued."
             )))),
             Ok(Requeue::Missing) => RequeueResponse::NotFound(not_found()),
-            Err(e) => RequeueResponse::Unavailable(unavailable(&e)),
+            Err(e) => Failure::of(&e, Op::Other).into(),
         }
     }
 }

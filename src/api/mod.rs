@@ -63,7 +63,7 @@ impl Application {
             return Err(ConfigError::Missing(MISSING_TOKEN).into());
         }
         let conn = store::connect(&settings.redis)?;
-        let store = JobStore::new(conn.clone(), &settings.redis.queue, settings.retention);
+        let store = JobStore::new(conn.clone(), &settings);
         let queue = Queue::new(conn, queue::apalis_config(&settings));
         let service = HookService::new(store, queue, settings.redis.response_timeout);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);

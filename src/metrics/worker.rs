@@ -8,7 +8,7 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Int
 use tokio_util::sync::CancellationToken;
 
 use super::{queue_snapshot, register, render, MetricsServer, QueueSnapshot};
-use crate::{queue::Queue, store::JobStore};
+use crate::{jobs::JobState, queue::Queue, store::JobStore};
 
 /// How often the queue gauges are read from Redis: often enough for a
 /// 15 s scrape interval, rare enough to cost Redis nothing.
@@ -48,6 +48,7 @@ struct WorkerInner {
     deliveries: IntCounterVec,
     attempt_duration: Histogram,
     retries: IntCounter,
+    reconciled: IntCounterVec,
     in_flight: IntGauge,
     queue_depth: IntGauge,
     oldest_age: Gauge,
@@ -88,6 +89,21 @@ impl WorkerMetrics {
             IntCounter::new("hook_slinger_retries_scheduled_total", "Retries scheduled after a failed attempt.")
                 .expect("static metric definition"),
         );
+        let reconciled = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "hook_slinger_reconciled_total",
+                    "Jobs that had lost their way forward (no queue task, a lease run out) and were made due again, \
+                     by the state they were found in.",
+                ),
+                &["from_state"],
+            )
+            .expect("static metric definition"),
+        );
+        for state in [JobState::Queued, JobState::Delivering, JobState::Scheduled] {
+            reconciled.with_label_values(&[state.as_str()]);
+        }
         let in_flight = register(
             &registry,
             IntGauge::new("hook_slinger_deliveries_in_flight", "Outbound deliveries running now in this worker.")
@@ -120,6 +136,7 @@ impl WorkerMetrics {
                 deliveries,
                 attempt_duration,
                 retries,
+                reconciled,
                 in_flight,
                 queue_depth,
                 oldest_age,
@@ -137,6 +154,11 @@ impl WorkerMetrics {
     /// Records that a retry was put on the schedule.
     pub fn retry_scheduled(&self) {
         self.inner.retries.inc();
+    }
+
+    /// Counts jobs the reconciler put back on their way, found in `from`.
+    pub fn reconciled(&self, from: JobState, n: u64) {
+        self.inner.reconciled.with_label_values(&[from.as_str()]).inc_by(n);
     }
 
     /// Counts a delivery in flight until the returned guard is dropped, so

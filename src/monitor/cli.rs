@@ -181,7 +181,7 @@ pub async fn execute(command: Command, console: &Console, o: &mut Output<'_>) ->
                         )?)
                     }
                 }
-                Requeue::NotFailed(state) => Err(CliError::Refused { id: job_id, state }),
+                Requeue::NotStuck(state) => Err(CliError::Refused { id: job_id, state }),
                 Requeue::Missing => Err(CliError::NotFound(job_id)),
             }
         }

@@ -47,6 +47,9 @@ pub struct Overview {
     pub workers: Vec<WorkerInfo>,
     /// How long finished jobs are kept.
     pub retention: Retention,
+    /// Jobs that lost their way forward and wait for a worker's reconciler
+    /// (normally 0; see [`JobStore::awaiting_reconcile`]).
+    pub awaiting_reconcile: u64,
 }
 
 impl Overview {
@@ -84,7 +87,7 @@ impl Console {
     /// Connects lazily to the Redis and queue named in `settings`.
     pub fn new(settings: &Settings) -> Result<Self, redis::RedisError> {
         let conn = store::connect(&settings.redis)?;
-        let store = JobStore::new(conn.clone(), &settings.redis.queue, settings.retention);
+        let store = JobStore::new(conn.clone(), settings);
         let queue = Queue::new(conn, queue::apalis_config(settings));
         let service = HookService::new(store, queue.clone(), settings.redis.response_timeout);
         Ok(Self { service, queue, retention: settings.retention })
@@ -104,14 +107,24 @@ impl Console {
     pub async fn overview(&self) -> Result<Overview, ConsoleError> {
         let now = Utc::now();
         let store = self.store();
-        let (counts, queue_depth, oldest_queued, minutes, workers) = futures::try_join!(
+        let (counts, queue_depth, oldest_queued, minutes, workers, awaiting) = futures::try_join!(
             async { Ok::<_, ConsoleError>(store.counts().await?) },
             async { Ok(self.queue.depth().await?) },
             async { Ok(store.oldest_queued().await?) },
             async { Ok(store.minute_stats(60, now).await?) },
             async { Ok(store.workers(now).await?) },
+            async { Ok(store.awaiting_reconcile(&self.queue.task_lookup()).await?) },
         )?;
-        Ok(Overview { now, counts, queue_depth, oldest_queued, minutes, workers, retention: self.retention })
+        Ok(Overview {
+            now,
+            counts,
+            queue_depth,
+            oldest_queued,
+            minutes,
+            workers,
+            retention: self.retention,
+            awaiting_reconcile: awaiting.total(),
+        })
     }
 
     /// One page of jobs; see [`JobStore::list`].

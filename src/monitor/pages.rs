@@ -45,11 +45,14 @@ impl Done {
         let n = self.n.unwrap_or(0);
         Some(match self.done.as_deref()? {
             "requeued" => (true, "Requeued: a fresh retry cycle starts now.".to_owned()),
-            "not_failed" => {
-                (false, "Not requeued: only failed jobs can be requeued (it was requeued already?).".to_owned())
-            }
+            "not_failed" => (
+                false,
+                "Not requeued: only failed jobs, and jobs stuck for longer than RECONCILE_AFTER, can be requeued \
+                 (it was requeued already, or it is on its way)."
+                    .to_owned(),
+            ),
             "retrying" => (true, "The next attempt is due now.".to_owned()),
-            "not_scheduled" => (false, "Only jobs waiting for a retry can be retried now.".to_owned()),
+            "not_scheduled" => (false, "Only jobs waiting for a retry, and stuck jobs, can be retried now.".to_owned()),
             "deleted" => (true, "The job was deleted.".to_owned()),
             "requeued_all" => (true, format!("{n} failed jobs requeued.")),
             "purged" => (true, format!("{n} succeeded jobs deleted.")),
@@ -166,7 +169,10 @@ pub(super) async fn job(
 ) -> poem::Result<Response> {
     let id = job_id(&id)?;
     match console.job(&id).await.map_err(unavailable)? {
-        Some(record) => Ok(views::job(&frame(Nav::Jobs, &session, &done), Utc::now(), &record)),
+        Some(record) => {
+            let stuck_after = console.store().reconcile_after();
+            Ok(views::job(&frame(Nav::Jobs, &session, &done), Utc::now(), &record, stuck_after))
+        }
         None => Ok(views::error_page(StatusCode::NOT_FOUND, "No such job (it may have expired or been deleted).")),
     }
 }
@@ -186,7 +192,7 @@ pub(super) async fn requeue(
     let id = job_id(&id)?;
     Ok(match console.requeue(&id).await.map_err(unavailable)? {
         Requeue::Requeued => back_to_job(&id, "requeued"),
-        Requeue::NotFailed(_) => back_to_job(&id, "not_failed"),
+        Requeue::NotStuck(_) => back_to_job(&id, "not_failed"),
         Requeue::Missing => views::error_page(StatusCode::NOT_FOUND, "No such job."),
     })
 }

@@ -148,6 +148,8 @@ pub(super) fn overview(frame: &Frame, o: &Overview, recent_failures: &[JobSummar
                     div.small.muted { "queued job's age" } }
                 a.card.neutral href="/workers" { div.k { "Live workers" } div.n { (o.live_workers()) }
                     div.small.muted { (o.workers.len() - o.live_workers()) " gone" } }
+                div.card.neutral #awaiting-reconcile { div.k { "Awaiting reconciler" } div.n { (o.awaiting_reconcile) }
+                    div.small.muted { "stuck jobs a worker will put back on their way (normally 0)" } }
             }
             div.grid2 {
                 div.panel.chart {
@@ -372,7 +374,9 @@ fn mask_auth(auth: &str) -> String {
 }
 
 /// One job: request, attempts and actions.
-pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord) -> Response {
+/// `stuck_after` is `RECONCILE_AFTER`: past it, a job that made no progress
+/// may be requeued by hand (the store decides for sure).
+pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord, stuck_after: std::time::Duration) -> Response {
     let payload = serde_json::to_string_pretty(&job.spec.payload).unwrap_or_default();
     let id = job.id.as_str();
     let body = html! {
@@ -393,7 +397,9 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord) -> Respons
                         dt { "Updated" } dd { (ago(now, job.updated_at)) }
                     }
                     div.actions {
-                        @if job.state == JobState::Failed {
+                        @let idle = (now - job.updated_at).to_std().is_ok_and(|age| age > stuck_after);
+                        @if job.state == JobState::Failed
+                            || (idle && matches!(job.state, JobState::Queued | JobState::Delivering)) {
                             form.inline method="post" action={ "/jobs/" (id) "/requeue" } {
                                 (csrf_field(frame.csrf)) button.primary #requeue type="submit" { "Requeue" }
                             }

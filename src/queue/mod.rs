@@ -15,7 +15,7 @@ use std::time::Duration;
 use apalis_core::task::{builder::TaskBuilder, task_id::TaskId};
 use redis::aio::ConnectionManager;
 
-use crate::{config::Settings, jobs::QueueTask};
+use crate::{config::Settings, jobs::QueueTask, store::TaskLookup};
 
 /// The apalis storage type the worker consumes.
 pub type Storage = apalis_redis::RedisStorage<QueueTask>;
@@ -73,6 +73,11 @@ impl Queue {
     /// The apalis configuration (key names) in use.
     pub fn config(&self) -> &apalis_redis::Config {
         &self.config
+    }
+
+    /// Where apalis keeps task data, for the store's reconciler.
+    pub fn task_lookup(&self) -> TaskLookup {
+        TaskLookup { data_hash: self.config.job_data_hash() }
     }
 
     /// Pushes attempts through apalis-redis in one round trip. Task ids are

@@ -21,7 +21,7 @@ struct AdminScripts {
 
 static SCRIPTS: std::sync::LazyLock<AdminScripts> = std::sync::LazyLock::new(|| AdminScripts {
     delete: Script::new(include_str!("lua/monitor_delete.lua")),
-    retry_now: Script::new(include_str!("lua/monitor_retry_now.lua")),
+    retry_now: super::with_lib!("lua/monitor_retry_now.lua"),
 });
 
 /// Jobs deleted per round trip by [`JobStore::purge_finished`], so one
@@ -33,7 +33,8 @@ const PURGE_BATCH: usize = 500;
 pub enum RetryNow {
     /// The next attempt is due now.
     Done,
-    /// Only scheduled jobs can be retried now; the job is in this state.
+    /// Only scheduled jobs, and jobs stuck for longer than
+    /// `RECONCILE_AFTER`, can be retried now; the job is in this state.
     NotScheduled(JobState),
     /// No such job.
     Missing,
@@ -70,7 +71,8 @@ impl JobStore {
         format!("{}monitor:session:{id}", self.prefix())
     }
 
-    /// Makes a scheduled job's next attempt due now; see [`RetryNow`].
+    /// Makes a scheduled job's next attempt due now, or gives a stuck job a
+    /// fresh cycle due now; see [`RetryNow`].
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn retry_now(&self, id: &JobId) -> Result<RetryNow, StoreError> {
         let reply: String = SCRIPTS
@@ -78,6 +80,7 @@ impl JobStore {
             .arg(self.prefix())
             .arg(id.as_str())
             .arg(ms(Utc::now()))
+            .arg(self.reconcile_after().as_millis() as u64)
             .invoke_async(&mut self.connection())
             .await?;
         Ok(match reply.as_str() {

@@ -19,6 +19,27 @@
 //! | `workers`             | zset | worker names, scored by last heartbeat (ms)     |
 //! | `idem:<caller>:<key>` | hash | first answer to an `Idempotency-Key` (TTL)      |
 //! | `worker:<name>`       | hash | [`WorkerBeat`] fields (TTL: a few heartbeats)   |
+//! | `reconcile:<state>`   | string | where the reconciler's walk of that state index resumes |
+//!
+//! # The rule: nothing is stranded
+//!
+//! A job in a non-terminal state always has a way forward that does not
+//! depend on the process that wrote it:
+//! - `queued`: its first task is on the apalis queue;
+//! - `scheduled`: it is in `due`, at its next attempt time or, once its task
+//!   was handed to the queue, at the end of that hand-off's lease;
+//! - `delivering`: a worker holds it under a lease (`lease_until` = claim
+//!   time + `HTTP_TIMEOUT` + [`LEASE_GRACE`]) and a claim token that
+//!   [`JobStore::finish`] must present.
+//!
+//! Writes keep the rule where they can (every state change is one script),
+//! and [`JobStore::reconcile`] and [`JobStore::lease_due`], run by every
+//! worker, restore it where a process or Redis failed half-way: a `queued`
+//! job older than `RECONCILE_AFTER` without its task (a stall mid-accept, a
+//! task apalis gave up on), a `delivering` job whose lease ran out (a worker
+//! killed mid-attempt), a hand-off whose task vanished. The rule itself is
+//! written once, as `stuck()` in `lua/lib.lua`, which the reconciler and the
+//! requeue / retry-now scripts share.
 //!
 //! An index per dimension is what lets new dimensions (the endpoint and the
 //! event a job was fanned out from) be added later without touching
@@ -40,8 +61,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
 
+pub use crate::config::Retention;
+
 use crate::{
-    config::RedisSettings,
+    config::{RedisSettings, Settings},
     domain::JobId,
     jobs::{Attempt, JobRecord, JobSpec, JobState, QueueTask},
 };
@@ -86,8 +109,9 @@ pub enum Claim {
 pub enum Requeue {
     /// A fresh retry cycle starts now.
     Requeued,
-    /// Only failed jobs can be requeued; the job is in this state.
-    NotFailed(JobState),
+    /// Only failed jobs and jobs stuck for longer than `RECONCILE_AFTER`
+    /// can be requeued; the job is in this state, on its way.
+    NotStuck(JobState),
     /// No such job.
     Missing,
 }
@@ -101,21 +125,6 @@ pub enum NextStep {
     RetryAt(DateTime<Utc>),
     /// Stopped for good, for this reason.
     Failed(String),
-}
-
-/// How long finished jobs are kept (`RETENTION_SUCCEEDED`, `RETENTION_FAILED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// Kept this long after succeeding.
-    pub succeeded: Duration,
-    /// Kept this long after failing (time for a person to requeue).
-    pub failed: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self { succeeded: Duration::from_secs(86_400), failed: Duration::from_secs(7 * 86_400) }
-    }
 }
 
 /// What a worker reports about itself at each heartbeat.
@@ -174,8 +183,60 @@ pub enum Created {
         id: JobId,
         /// When the first request was accepted.
         queued_at: DateTime<Utc>,
+        /// The job's state now; `None` once it expired or was deleted.
+        state: Option<JobState>,
     },
 }
+
+/// Where the apalis queue keeps its tasks, so the reconciler can tell a job
+/// whose task is waiting on the queue from one whose task is gone. Built by
+/// [`crate::queue::Queue::task_lookup`]; the store only reads it.
+#[derive(Debug, Clone)]
+pub struct TaskLookup {
+    /// apalis's task data hash (task id -> task), present from push until
+    /// the janitor sweeps the finished task.
+    pub data_hash: String,
+}
+
+/// What one reconciler pass put back on its way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// `queued` jobs whose first task was not on the queue.
+    pub queued: u64,
+    /// `delivering` jobs whose lease ran out.
+    pub delivering: u64,
+    /// `scheduled` jobs overdue by more than `RECONCILE_AFTER` (counted by
+    /// [`JobStore::awaiting_reconcile`] only; a pass leaves them to
+    /// [`JobStore::lease_due`]).
+    pub scheduled: u64,
+}
+
+impl Reconciled {
+    /// Jobs counted, whatever their state.
+    pub fn total(&self) -> u64 {
+        self.queued + self.delivering + self.scheduled
+    }
+}
+
+/// The due jobs [`JobStore::lease_due`] handed out.
+#[derive(Debug, Default)]
+pub struct Leased {
+    /// The attempts to put on the queue.
+    pub tasks: Vec<QueueTask>,
+    /// How many of them were handed out before and lost on the way
+    /// (`scheduled` jobs reconciled).
+    pub reconciled: u64,
+}
+
+/// What a worker's lease on an attempt adds to `HTTP_TIMEOUT`: time to
+/// record the result, through a Redis that may be slow. A worker that takes
+/// longer loses the attempt to another worker (at-least-once: the receiver
+/// may see it twice) rather than blocking the job.
+pub const LEASE_GRACE: Duration = Duration::from_secs(10);
+
+/// Jobs examined per state per reconciler pass: bounds the time one pass
+/// holds Redis (a deep backlog is walked over several passes).
+pub const RECONCILE_BATCH: usize = 500;
 
 /// Handle on the job records; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
@@ -183,25 +244,35 @@ pub struct JobStore {
     conn: ConnectionManager,
     prefix: String,
     retention: Retention,
+    reconcile_after: Duration,
 }
 
 struct Scripts {
     create: Script,
-    discard: Script,
     claim: Script,
     finish: Script,
     requeue: Script,
     lease_due: Script,
+    reconcile: Script,
     expire: Script,
 }
 
+/// A script that judges or restarts a job's progress: `lua/lib.lua` (the
+/// one statement of the rule) followed by the script's own body.
+macro_rules! with_lib {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("lua/lib.lua"), include_str!($file)))
+    };
+}
+pub(crate) use with_lib;
+
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
     create: Script::new(include_str!("lua/create.lua")),
-    discard: Script::new(include_str!("lua/discard.lua")),
     claim: Script::new(include_str!("lua/claim.lua")),
     finish: Script::new(include_str!("lua/finish.lua")),
-    requeue: Script::new(include_str!("lua/requeue.lua")),
+    requeue: with_lib!("lua/requeue.lua"),
     lease_due: Script::new(include_str!("lua/lease_due.lua")),
+    reconcile: with_lib!("lua/reconcile.lua"),
     expire: Script::new(include_str!("lua/expire.lua")),
 });
 
@@ -229,9 +300,21 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 }
 
 impl JobStore {
-    /// A store for the jobs of queue `queue`.
-    pub fn new(conn: ConnectionManager, queue: &str, retention: Retention) -> Self {
-        Self { conn, prefix: format!("{queue}:hs:"), retention }
+    /// The store of `QUEUE_NAME`'s jobs, with its retention and
+    /// `RECONCILE_AFTER`.
+    pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
+        Self {
+            conn,
+            prefix: format!("{}:hs:", settings.redis.queue),
+            retention: settings.retention,
+            reconcile_after: settings.reconcile_after,
+        }
+    }
+
+    /// `RECONCILE_AFTER`: how long a job may make no progress before the
+    /// reconciler, a requeue or a retry-now may move it.
+    pub fn reconcile_after(&self) -> Duration {
+        self.reconcile_after
     }
 
     /// The key prefix (`<QUEUE_NAME>:hs:`), for readers of the indexes.
@@ -288,26 +371,15 @@ impl JobStore {
         }
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.as_slice() {
-            [dup, fingerprint, id, queued_at] if dup == "dup" => Ok(Created::Duplicate {
+            [dup, fingerprint, id, queued_at, state] if dup == "dup" => Ok(Created::Duplicate {
                 fingerprint: fingerprint.clone(),
                 id: JobId::parse(id).map_err(|e| StoreError::Corrupt { id: id.clone(), why: e.to_string() })?,
                 queued_at: from_ms(queued_at.parse().unwrap_or_default()),
+                state: state.parse().ok(),
             }),
             [_, n] => Ok(Created::New(n.parse().unwrap_or_default())),
             other => Err(StoreError::Corrupt { id: "create".to_owned(), why: format!("unexpected reply {other:?}") }),
         }
-    }
-
-    /// Removes jobs that were stored but never queued (the enqueue failed),
-    /// and forgets the idempotency key that claimed them.
-    #[tracing::instrument(skip_all, fields(jobs = ids.len()))]
-    pub async fn discard(&self, ids: &[JobId], idempotency: Option<&IdempotencyClaim>) -> Result<u32, StoreError> {
-        let mut inv = SCRIPTS.discard.prepare_invoke();
-        inv.arg(&self.prefix).arg(idempotency.map(|c| c.key.as_str()).unwrap_or_default());
-        for id in ids {
-            inv.arg(id.as_str());
-        }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Reads a job with its attempt log.
@@ -351,9 +423,19 @@ impl JobStore {
         }))
     }
 
-    /// Takes an attempt for a worker; see [`Claim`].
+    /// Takes an attempt for a worker under a lease of `lease` (its
+    /// `HTTP_TIMEOUT` plus [`LEASE_GRACE`]); `token` is what
+    /// [`JobStore::finish`] must present. See [`Claim`].
     #[tracing::instrument(skip_all, fields(job_id = %id, cycle, attempt))]
-    pub async fn claim(&self, id: &JobId, cycle: u32, attempt: u32, worker: &str) -> Result<Claim, StoreError> {
+    pub async fn claim(
+        &self,
+        id: &JobId,
+        cycle: u32,
+        attempt: u32,
+        worker: &str,
+        token: &str,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
         let reply: Vec<String> = SCRIPTS
             .claim
             .arg(&self.prefix)
@@ -362,6 +444,8 @@ impl JobStore {
             .arg(attempt)
             .arg(worker)
             .arg(ms(Utc::now()))
+            .arg(token)
+            .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let corrupt = |why: String| StoreError::Corrupt { id: id.to_string(), why };
@@ -378,12 +462,15 @@ impl JobStore {
     }
 
     /// Records an attempt and moves the job on. Returns false when the job
-    /// was not waiting for this attempt (a duplicate task finished first).
+    /// was not waiting for this attempt under this claim `token` (a
+    /// duplicate task finished first, or the lease ran out and the
+    /// reconciler gave the attempt to another worker).
     #[tracing::instrument(skip_all, fields(job_id = %id, attempt = record.attempt))]
     pub async fn finish(
         &self,
         id: &JobId,
         cycle_attempt: u32,
+        token: &str,
         record: &Attempt,
         next: NextStep,
     ) -> Result<bool, StoreError> {
@@ -412,12 +499,14 @@ impl JobStore {
                 NextStep::Failed(why) => why.as_str(),
                 _ => "",
             })
+            .arg(token)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)
     }
 
-    /// Starts a fresh retry cycle for a failed job; see [`Requeue`].
+    /// Starts a fresh retry cycle for a failed job, or for one stuck in a
+    /// non-terminal state for longer than `RECONCILE_AFTER`; see [`Requeue`].
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn requeue(&self, id: &JobId) -> Result<Requeue, StoreError> {
         let reply: String = SCRIPTS
@@ -425,30 +514,37 @@ impl JobStore {
             .arg(&self.prefix)
             .arg(id.as_str())
             .arg(ms(Utc::now()))
+            .arg(self.reconcile_after.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match reply.as_str() {
             "ok" => Requeue::Requeued,
             "missing" => Requeue::Missing,
-            other => Requeue::NotFailed(other.parse().map_err(|e: crate::jobs::UnknownState| StoreError::Corrupt {
+            other => Requeue::NotStuck(other.parse().map_err(|e: crate::jobs::UnknownState| StoreError::Corrupt {
                 id: id.to_string(),
                 why: e.to_string(),
             })?),
         })
     }
 
-    /// Leases up to `limit` jobs whose next attempt is due and returns the
-    /// queue tasks that make those attempts.
-    pub async fn lease_due(&self, limit: usize, lease: Duration) -> Result<Vec<QueueTask>, StoreError> {
+    /// Leases up to `limit` jobs whose next attempt is due, for
+    /// `RECONCILE_AFTER`, and returns the queue tasks that make those
+    /// attempts. A job whose earlier hand-off lease ran out is handed out
+    /// again only when its task is no longer in `tasks`.
+    pub async fn lease_due(&self, limit: usize, tasks: &TaskLookup) -> Result<Leased, StoreError> {
         let flat: Vec<String> = SCRIPTS
             .lease_due
             .arg(&self.prefix)
             .arg(ms(Utc::now()))
             .arg(limit)
-            .arg(lease.as_millis() as u64)
+            .arg(self.reconcile_after.as_millis() as u64)
+            .arg(&tasks.data_hash)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(flat
+        let Some((reconciled, flat)) = flat.split_first() else {
+            return Ok(Leased::default());
+        };
+        let tasks = flat
             .chunks_exact(3)
             .filter_map(|c| {
                 Some(QueueTask::DeliverV1 {
@@ -457,7 +553,36 @@ impl JobStore {
                     attempt: c[2].parse().ok()?,
                 })
             })
-            .collect())
+            .collect();
+        Ok(Leased { tasks, reconciled: reconciled.parse().unwrap_or_default() })
+    }
+
+    /// One reconciler pass: moves jobs that lost their way forward (see the
+    /// module doc) back to `scheduled`, due now, at most
+    /// [`RECONCILE_BATCH`] per state. Safe to run from every worker at once.
+    #[tracing::instrument(skip_all)]
+    pub async fn reconcile(&self, tasks: &TaskLookup) -> Result<Reconciled, StoreError> {
+        self.run_reconcile(tasks, false).await
+    }
+
+    /// How many jobs the next passes would move (looking at the oldest
+    /// [`RECONCILE_BATCH`] of each state): normally 0. For the monitor.
+    pub async fn awaiting_reconcile(&self, tasks: &TaskLookup) -> Result<Reconciled, StoreError> {
+        self.run_reconcile(tasks, true).await
+    }
+
+    async fn run_reconcile(&self, tasks: &TaskLookup, dry: bool) -> Result<Reconciled, StoreError> {
+        let (queued, delivering, scheduled): (u64, u64, u64) = SCRIPTS
+            .reconcile
+            .arg(&self.prefix)
+            .arg(ms(Utc::now()))
+            .arg(self.reconcile_after.as_millis() as u64)
+            .arg(RECONCILE_BATCH)
+            .arg(&tasks.data_hash)
+            .arg(if dry { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(Reconciled { queued, delivering, scheduled })
     }
 
     /// Deletes up to `limit` finished jobs whose retention has run out.

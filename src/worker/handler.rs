@@ -12,7 +12,7 @@ use crate::{
     delivery::{Outcome, Verdict},
     jobs::{Attempt, QueueTask},
     metrics::AttemptOutcome,
-    store::{Claim, NextStep},
+    store::{Claim, NextStep, StoreError},
 };
 
 use super::Runtime;
@@ -22,7 +22,11 @@ use super::Runtime;
 /// 1.0.0 re-runs every failed task at `now + attempt` seconds up to 25
 /// times whatever the policy says (WORKAROUND(apalis-redis 1.0.0,
 /// APALIS.md #1)). Only infrastructure errors (Redis) are returned, so
-/// apalis runs the task again; the claim step makes that safe.
+/// apalis runs the task again; the claim step makes that safe. A job never
+/// waits on apalis for its way forward: before the claim it is `queued` or
+/// `scheduled` (if apalis gives up on the task, the reconciler finds the job
+/// without one); after it, the claim's lease runs out and the reconciler
+/// makes the attempt due again.
 ///
 /// The attempt runs on its own tokio task, so deliveries spread over every
 /// core. (apalis's `.parallelize(tokio::spawn)` does the same, but its
@@ -41,7 +45,19 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
     span.record("job_id", tracing::field::display(&job_id));
     span.record("attempt", attempt);
 
-    let (spec, attempts_before) = match rt.store.claim(&job_id, cycle, attempt, &worker).await? {
+    // Names this claim: only the holder may record the attempt, so a worker
+    // that outlived its lease cannot overwrite what its successor recorded.
+    let token = format!("{:016x}", rand::random::<u64>());
+    let claim = match rt.store.claim(&job_id, cycle, attempt, &worker, &token, rt.lease).await {
+        Ok(claim) => claim,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            // Running the task again cannot make the record readable.
+            tracing::error!(error.message = %e, "cannot read the job record; skipping the task");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (spec, attempts_before) = match claim {
         Claim::Ready { spec, attempts_before } => (spec, attempts_before),
         Claim::Stale(state) => {
             tracing::debug!(%state, "skipping a task whose attempt was already made");
@@ -84,8 +100,8 @@ async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<()
         Verdict::RetryIn(wait) => NextStep::RetryAt(Utc::now() + wait),
         Verdict::Stop(why) => NextStep::Failed(why.to_string()),
     };
-    if !rt.store.finish(&job_id, attempt, &record, next.clone()).await? {
-        tracing::debug!("attempt already recorded by a duplicate task");
+    if !rt.store.finish(&job_id, attempt, &token, &record, next.clone()).await? {
+        tracing::warn!("attempt not recorded: its lease ran out and the attempt was handed to another worker");
         return Ok(());
     }
     let metric = match &next {

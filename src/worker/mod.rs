@@ -57,6 +57,10 @@ pub struct Runtime {
     pub counters: Counters,
     /// This process's Prometheus metrics.
     pub metrics: WorkerMetrics,
+    /// How long a claimed attempt is this worker's: `HTTP_TIMEOUT` plus
+    /// [`store::LEASE_GRACE`]. Past it the attempt may go to another worker
+    /// and this one's result is refused.
+    pub lease: Duration,
 }
 
 /// Per-process delivery counters.
@@ -74,7 +78,7 @@ pub struct Counters {
 /// finish (bounded by `SHUTDOWN_TIMEOUT`) and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WorkerError> {
     let conn = store::connect(&settings.redis)?;
-    let store = JobStore::new(conn.clone(), &settings.redis.queue, settings.retention);
+    let store = JobStore::new(conn.clone(), &settings);
     let queue = Queue::new(conn.clone(), queue::apalis_config(&settings));
     let runtime = Arc::new(Runtime {
         store: store.clone(),
@@ -86,6 +90,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         retry: settings.worker.retry,
         counters: Counters::default(),
         metrics: WorkerMetrics::new(&settings.redis.queue),
+        lease: settings.worker.http_timeout + store::LEASE_GRACE,
     });
     // Dropped when `run` returns, which stops the endpoint after the last
     // delivery has been counted.
@@ -118,7 +123,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 
     // A backlog that built up while no worker ran must be made safe before
     // apalis fetches for the first time.
-    scheduler::tick(&store, &queue).await;
+    scheduler::tick(&store, &queue, &runtime.metrics).await;
     let scheduler = tokio::spawn(scheduler::run(
         store.clone(),
         queue.clone(),

@@ -1,4 +1,5 @@
-//! Moves due work onto the apalis queue and keeps the queue healthy.
+//! Moves due work onto the apalis queue, puts stranded jobs back on their
+//! way (the reconciler), and keeps the queue healthy.
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -8,6 +9,8 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    jobs::JobState,
+    metrics::WorkerMetrics,
     queue::{workarounds, Queue},
     store::{JobStore, WorkerBeat},
 };
@@ -17,15 +20,12 @@ use super::Runtime;
 /// Due retries handed to the queue per round.
 const DUE_BATCH: usize = 500;
 
-/// How long a due job handed to the queue stays leased before it is handed
-/// out again (if the worker that leased it died before queueing it).
-const DUE_LEASE: Duration = Duration::from_secs(30);
-
 /// Finished jobs past retention deleted per round (bounded, so one round
 /// never blocks Redis for long; a large backlog goes over several rounds).
 const EXPIRE_BATCH: usize = 1_000;
 
-/// How often finished tasks' queue copies are swept and expired jobs deleted.
+/// How often finished tasks' queue copies are swept, expired jobs deleted
+/// and the reconciler run.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A worker heartbeat older than this shows the worker as gone in the
@@ -50,8 +50,8 @@ impl Identity {
     }
 }
 
-/// Runs [`tick`] every `interval` until `stop`; every second also sweeps,
-/// expires and sends this process's heartbeat.
+/// Runs [`tick`] every `interval` until `stop`; every second also
+/// reconciles, sweeps, expires and sends this process's heartbeat.
 pub async fn run(
     store: JobStore,
     queue: Queue,
@@ -69,9 +69,13 @@ pub async fn run(
             }
             () = tokio::time::sleep(interval) => {}
         }
-        tick(&store, &queue).await;
+        tick(&store, &queue, &rt.metrics).await;
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
+            if reconcile(&store, &queue, &rt.metrics).await > 0 {
+                // Queue what was just made due without waiting a round.
+                tick(&store, &queue, &rt.metrics).await;
+            }
             let beat = WorkerBeat {
                 name: me.name.clone(),
                 host: me.host.clone(),
@@ -97,14 +101,44 @@ pub async fn run(
     }
 }
 
+/// One reconciler pass (see `store`'s module doc): jobs that lost their way
+/// forward become due again. Returns how many; errors are logged and the
+/// pass is tried again next second.
+async fn reconcile(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) -> u64 {
+    match store.reconcile(&queue.task_lookup()).await {
+        Ok(r) => {
+            metrics.reconciled(JobState::Queued, r.queued);
+            metrics.reconciled(JobState::Delivering, r.delivering);
+            if r.total() > 0 {
+                tracing::warn!(
+                    queued = r.queued,
+                    delivering = r.delivering,
+                    "reconciled jobs that had lost their way forward; they are due now"
+                );
+            }
+            r.total()
+        }
+        Err(e) => {
+            tracing::debug!(error.message = %e, "reconciler pass failed; will retry");
+            0
+        }
+    }
+}
+
 /// One round: hand due retries to the queue, then promote due queue tasks
 /// in safe chunks. Errors are logged and retried next round (Redis may be
 /// restarting).
-pub async fn tick(store: &JobStore, queue: &Queue) {
+pub async fn tick(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) {
+    let lookup = queue.task_lookup();
     loop {
-        match store.lease_due(DUE_BATCH, DUE_LEASE).await {
-            Ok(tasks) => {
+        match store.lease_due(DUE_BATCH, &lookup).await {
+            Ok(leased) => {
+                let tasks = leased.tasks;
                 let n = tasks.len();
+                if leased.reconciled > 0 {
+                    metrics.reconciled(JobState::Scheduled, leased.reconciled);
+                    tracing::warn!(jobs = leased.reconciled, "handed out again due jobs whose queue task was lost");
+                }
                 if let Err(e) = queue.push(&tasks).await {
                     tracing::warn!(error.message = %e, "could not queue due retries; they come due again after their lease");
                     break;

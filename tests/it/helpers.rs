@@ -89,7 +89,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     let s = stop.clone();
     tokio::spawn(app.run_until_stopped(async move { s.cancelled().await }));
     let conn = store::connect(&settings.redis).unwrap();
-    let store = JobStore::new(conn.clone(), &settings.redis.queue, settings.retention);
+    let store = JobStore::new(conn.clone(), &settings);
     let queue = Queue::new(conn, queue::apalis_config(&settings));
     let service = HookService::new(store.clone(), queue, Duration::from_secs(5));
     TestApp { base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new(), store, service, stop }

@@ -217,7 +217,7 @@ async fn queue_snapshot_reports_depth_and_the_oldest_waiting_job() {
     let s = settings(&[]);
     let app = spawn_app(s.clone()).await;
     let conn = store::connect(&s.redis).unwrap();
-    let store = JobStore::new(conn.clone(), &s.redis.queue, s.retention);
+    let store = JobStore::new(conn.clone(), &s);
     let queue = Queue::new(conn, queue::apalis_config(&s));
 
     let empty = metrics::queue_snapshot(&store, &queue).await.unwrap();

@@ -18,7 +18,7 @@ fn worker_process(s: &Settings, dir: &std::path::Path) -> Child {
         .env("QUEUE_NAME", &s.redis.queue)
         .env("HEARTBEAT_INTERVAL", s.worker.heartbeat_interval.as_secs_f64().to_string())
         .env("ORPHAN_AFTER", s.worker.orphan_after.as_secs_f64().to_string())
-        .env("HTTP_TIMEOUT", "60")
+        .env("HTTP_TIMEOUT", s.worker.http_timeout.as_secs_f64().to_string())
         .env("SHUTDOWN_TIMEOUT", "20")
         .env("LOG_LEVEL", "info")
         .env("LOG_COLOR", "never")

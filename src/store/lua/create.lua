@@ -5,12 +5,16 @@
 --   job id, spec JSON, group ('' = none), tag ('' = none), destination host,
 --   due time (ms; 0 or anything <= now = deliver now).
 -- Returns {'new', created} or, when the idempotency key was seen before,
--- {'dup', fingerprint, job id, queued at (ms)} and stores nothing.
+-- {'dup', fingerprint, job id, queued at (ms), its state now ('' = gone)}
+-- and stores nothing.
 local p, now = ARGV[1], tonumber(ARGV[2])
 if ARGV[3] ~= '' then
   local idem = p .. 'idem:' .. ARGV[3]
   local seen = redis.call('HMGET', idem, 'fp', 'job_id', 'queued_at')
-  if seen[1] then return {'dup', seen[1], seen[2], seen[3]} end
+  if seen[1] then
+    local st = redis.call('HGET', p .. 'job:' .. seen[2], 'state') or ''
+    return {'dup', seen[1], seen[2], seen[3], st}
+  end
   redis.call('HSET', idem, 'fp', ARGV[4], 'job_id', ARGV[6], 'queued_at', now)
   redis.call('PEXPIRE', idem, ARGV[5])
 end

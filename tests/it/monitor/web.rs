@@ -181,15 +181,22 @@ async fn bulk_actions_retry_now_and_delete() {
     let (_, list) = page(&http, &format!("{}/jobs?group=old", m.base), &cookie).await;
     assert!(!list.contains(&ids[0]) && list.contains(&ids[1]));
 
-    // Retry now only applies to scheduled jobs.
-    let resp = http
-        .post(format!("{}/jobs/{}/retry", m.base, ids[1]))
-        .header("cookie", &cookie)
-        .form_body(&[("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.headers()["location"].to_str().unwrap().ends_with("done=not_scheduled"));
+    // Retry now applies to scheduled jobs and to stuck ones: these were
+    // stored three days ago and never queued, so they get a fresh cycle; a
+    // job queued a moment ago is on its way and is left alone.
+    let fresh = store_jobs(&app.store, 1, Some("new"), chrono::Utc::now()).await;
+    for (id, outcome) in [(&ids[1], "done=retrying"), (&fresh[0], "done=not_scheduled")] {
+        let resp = http
+            .post(format!("{}/jobs/{}/retry", m.base, id))
+            .header("cookie", &cookie)
+            .form_body(&[("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers()["location"].to_str().unwrap().ends_with(outcome), "{id}: {outcome}");
+    }
+    let rec = app.record(&ids[1]).await;
+    assert_eq!((rec.state, rec.cycle), (JobState::Scheduled, 1), "a stuck job gets a fresh cycle, due now");
 
     // Filters that do not parse are reported, not a crash.
     let (status, html) = page(&http, &format!("{}/jobs?state=lost&group=bad%20label", m.base), &cookie).await;
