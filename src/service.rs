@@ -23,6 +23,11 @@ pub enum ServiceError {
     Timeout(Duration),
 }
 
+/// `t` cut to whole milliseconds, the precision of every time Redis keeps.
+fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or_default()
+}
+
 /// Whether a write that failed may still have happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -162,12 +167,14 @@ impl HookService {
         // jobs are due now (a due time at or before it is), and is what
         // create.lua compares due times with. Millisecond precision: what
         // Redis keeps, so a replayed idempotent answer equals the first.
-        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+        let now = whole_ms(Utc::now());
         let prepared: Vec<(JobId, JobSpec, Option<DateTime<Utc>>)> = jobs
             .into_iter()
             .map(|job| {
                 let id = job.mint_id();
-                let due = job.deliver_at.filter(|at| *at > now);
+                // Compared as Redis will store it, in whole milliseconds: a
+                // due time 0.9 ms ahead is the same millisecond as now.
+                let due = job.deliver_at.map(whole_ms).filter(|at| *at > now);
                 (id, JobSpec::from(job), due)
             })
             .collect();

@@ -10,3 +10,4 @@ mod metrics;
 mod monitor;
 mod processes;
 mod rules;
+mod stranded;
