@@ -19,3 +19,4 @@ mod redis_restart;
 mod refused;
 mod sigkill;
 mod sigterm;
+mod stall;
