@@ -98,7 +98,7 @@ pub enum CliError {
     #[error("no such job: {0}")]
     NotFound(String),
     /// The job is not in a state that allows the action.
-    #[error("job {id} is {state}; only failed jobs can be requeued")]
+    #[error("job {id} is {state} and on its way; only failed jobs can be requeued, and jobs stuck for longer than RECONCILE_AFTER")]
     Refused {
         /// The job.
         id: String,
