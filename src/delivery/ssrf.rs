@@ -88,10 +88,30 @@ fn special_kind(addr: IpAddr) -> Option<&'static str> {
         IpAddr::V6(_) if in_net("fc00::/7") => Some("unique-local (private)"),
         IpAddr::V6(_) if in_net("fe80::/10") => Some("link-local"),
         // NAT64 and 6to4 embed IPv4 addresses that may be internal.
-        IpAddr::V6(_) if in_net("64:ff9b::/96") || in_net("2002::/16") => Some("IPv4-embedding"),
-        _ => None,
+        IpAddr::V6(_) if in_net("64:ff9b::/96") || in_net("64:ff9b:1::/48") || in_net("2002::/16") => {
+            Some("IPv4-embedding")
+        }
+        _ => SPECIAL_PURPOSE.iter().find(|(net, _)| in_net(net)).map(|(_, kind)| *kind),
     }
 }
+
+/// The rest of IANA's special-purpose address registries (IPv4 and IPv6)
+/// that no webhook receiver on the public internet can have: documentation,
+/// benchmarking, reserved and protocol-assignment blocks.
+const SPECIAL_PURPOSE: &[(&str, &str)] = &[
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+    ("192.88.99.0/24", "6to4 relay anycast (deprecated)"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+    ("240.0.0.0/4", "reserved"),
+    ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments (Teredo, benchmarking, ORCHID)"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "segment routing (SRv6)"),
+];
 
 /// A reqwest resolver that drops refused addresses, so the connection can
 /// only go to addresses the policy allows.
@@ -158,6 +178,19 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "2002:a00:1::1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.19.255.254",
+            "198.51.100.7",
+            "203.0.113.9",
+            "240.0.0.1",
+            "250.1.2.3",
+            "100::1",
+            "2001::1",
+            "2001:db8::1",
         ] {
             assert!(blocked(a), "{a} should be refused");
         }
@@ -165,7 +198,7 @@ mod tests {
 
     #[test]
     fn public_addresses_pass() {
-        for a in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for a in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "198.20.0.1", "192.0.3.1"] {
             assert!(!blocked(a), "{a} should pass");
         }
     }

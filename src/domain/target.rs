@@ -17,6 +17,10 @@ pub enum TargetUrlError {
     /// A scheme other than http or https.
     #[error("scheme must be http or https")]
     Scheme,
+    /// Not written as `scheme://host...` (`http:example.com`): URL parsers
+    /// disagree on what such a string means, so we do not guess.
+    #[error("URL must be written as http://host/... or https://host/...")]
+    NoAuthority,
     /// No host part.
     #[error("URL has no host")]
     NoHost,
@@ -28,9 +32,15 @@ pub enum TargetUrlError {
 impl TargetUrl {
     /// Parses and checks a target URL.
     pub fn parse(raw: &str) -> Result<Self, TargetUrlError> {
-        let url = url::Url::parse(raw.trim()).map_err(|_| TargetUrlError::Unparsable)?;
+        let raw = raw.trim();
+        let url = url::Url::parse(raw).map_err(|_| TargetUrlError::Unparsable)?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(TargetUrlError::Scheme);
+        }
+        // The WHATWG parser turns `http:google.com` into `http://google.com/`;
+        // the original refused it, and so do we.
+        if raw.get(url.scheme().len()..url.scheme().len() + 3) != Some("://") {
+            return Err(TargetUrlError::NoAuthority);
         }
         match url.host_str() {
             Some(h) if !h.is_empty() => {}
@@ -89,5 +99,10 @@ mod tests {
         assert_eq!(TargetUrl::parse("example.com/hook"), Err(TargetUrlError::Unparsable));
         assert_eq!(TargetUrl::parse("/relative"), Err(TargetUrlError::Unparsable));
         assert_eq!(TargetUrl::parse("http://user:pw@example.com/"), Err(TargetUrlError::Credentials));
+        // Accepted and rewritten by the URL parser, refused by the original.
+        for no_slashes in ["http:google.com", "https:sfsdfdsff", "http:/google.com", "HTTP:google.com"] {
+            assert_eq!(TargetUrl::parse(no_slashes), Err(TargetUrlError::NoAuthority), "{no_slashes}");
+        }
+        assert!(TargetUrl::parse("  HTTPS://Example.com/hook  ").is_ok());
     }
 }

@@ -120,7 +120,7 @@ impl<E: Endpoint> Endpoint for HttpMetricsEndpoint<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let started = Instant::now();
-        let method = req.method().as_str().to_owned();
+        let method = method_label(req.method());
         // poem's router puts the matched template (`/hook_slinger/:param0`)
         // on the response, or on the error when a handler failed.
         match self.inner.call(req).await.map(IntoResponse::into_response) {
@@ -136,6 +136,25 @@ impl<E: Endpoint> Endpoint for HttpMetricsEndpoint<E> {
             }
         }
     }
+}
+
+/// The standard methods by name; anything else is `other`. The label is
+/// read before authentication, so a made-up method must not be able to
+/// create a new series.
+fn method_label(method: &poem::http::Method) -> String {
+    use poem::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if known.contains(method) { method.as_str() } else { "other" }.to_owned()
 }
 
 fn route_of(pattern: Option<&PathPattern>) -> String {
@@ -178,6 +197,15 @@ fn param_name<'a>(prev: &str, name: &'a str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        for made_up in ["FOO", "BAR1", "PURGE"] {
+            assert_eq!(method_label(&Method::from_bytes(made_up.as_bytes()).unwrap()), "other");
+        }
+    }
 
     #[test]
     fn route_labels_name_templates_not_paths() {

@@ -86,6 +86,13 @@ async fn validation_errors_are_json_and_name_fields() {
     assert_eq!((status, v["detail"].as_str().unwrap()), (400, "Parameter 'to_url' is not a valid URL."));
     let (status, _) = post_raw(&app, auth, r#"{"to_url": "example.com/hook", "payload": {}}"#).await;
     assert_eq!(status, 400);
+    // The original's cases: no `//` after the scheme is not a URL (the WHATWG
+    // parser would rewrite it to http://google.com/ and deliver there).
+    for no_slashes in ["http:google.com", "https:sfsdfdsff"] {
+        let body = format!(r#"{{"to_url": "{no_slashes}", "payload": {{}}}}"#);
+        let (status, v) = post_raw(&app, auth, body).await;
+        assert_eq!((status, v), (400, serde_json::json!({"detail": "Parameter 'to_url' is not a valid URL."})));
+    }
     let (status, v) = post_raw(&app, auth, r#"{"to_url": "http://a/", "payload": [1]}"#).await;
     assert_eq!(status, 422, "{v}");
     let (status, v) = post_raw(&app, auth, r#"{"to_url": "#).await;
