@@ -139,8 +139,11 @@ impl Accepted {
     }
 }
 
+/// RFC 3339 with `+00:00` rather than `Z`: Python's
+/// `datetime.fromisoformat` before 3.11, which the original's clients run
+/// on, rejects `Z`. Milliseconds (three digits), which it also reads.
 fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    t.to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
 /// One delivery attempt.
@@ -221,7 +224,9 @@ impl From<Attempt> for AttemptView {
         Self {
             attempt: a.attempt,
             cycle: a.cycle,
-            started_at: a.started_at,
+            // Whole milliseconds, like every other time we return (Python
+            // before 3.11 reads at most six fractional digits).
+            started_at: DateTime::from_timestamp_millis(a.started_at.timestamp_millis()).unwrap_or(a.started_at),
             duration_ms: a.duration_ms,
             status: a.status,
             error: a.error,

@@ -27,7 +27,11 @@ async fn accepts_with_the_original_contract() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["message"], "Webhook registration successful.");
     assert!(v["job_id"].as_str().unwrap().starts_with("shop_dhl_"), "{v}");
-    let queued_at = chrono::DateTime::parse_from_rfc3339(v["queued_at"].as_str().unwrap()).unwrap();
+    // `+00:00`, not `Z`, and milliseconds: what Python 3.7-3.10's
+    // datetime.fromisoformat reads.
+    let raw = v["queued_at"].as_str().unwrap();
+    assert!(raw.ends_with("+00:00") && raw.len() == "2026-01-01T00:00:00.000+00:00".len(), "{raw}");
+    let queued_at = chrono::DateTime::parse_from_rfc3339(raw).unwrap();
     assert!(queued_at >= before - chrono::Duration::seconds(1), "queued_at is this request's time");
 
     // No labels: no `None_None_` prefix, just the uuid.
