@@ -118,6 +118,17 @@ pub struct ApiSettings {
     pub max_payload_bytes: usize,
     /// Limits on what a request may ask for.
     pub intake: IntakeSettings,
+    /// `CORS_ALLOW_ORIGINS`: which browser origins may call the API.
+    pub cors: CorsOrigins,
+}
+
+/// Which origins a browser may call the API from (`CORS_ALLOW_ORIGINS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// `*` (the default, like the original): any origin, with credentials.
+    Any,
+    /// Only these origins (`scheme://host[:port]`).
+    Only(Vec<String>),
 }
 
 /// Limits on what one accepted job may ask for.
@@ -345,6 +356,20 @@ impl Settings {
                 tokens,
                 max_payload_bytes: p.number("MAX_PAYLOAD_BYTES", 1024 * 1024usize),
                 intake,
+                cors: p.parse_with("CORS_ALLOW_ORIGINS", CorsOrigins::Any, |s| {
+                    let origins: Vec<String> = s
+                        .split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect();
+                    if origins.is_empty() || origins.iter().any(|o| o == "*") {
+                        return Ok(CorsOrigins::Any);
+                    }
+                    match origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
+                        Some(bad) => Err(format!("{bad:?} is not an origin (expected http(s)://host[:port] or *)")),
+                        None => Ok(CorsOrigins::Only(origins)),
+                    }
+                }),
             },
             worker: WorkerSettings {
                 concurrency: concurrency.max(1),

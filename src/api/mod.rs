@@ -152,6 +152,19 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         // misses the slashed form; trimming the slash serves both directly
         // (the original answered one of them with a 307).
         .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(cors(&settings.api.cors))
         .with(Tracing)
         .into_endpoint()
+}
+
+/// CORS for the API, as the original served it: every origin by default,
+/// with credentials, all methods and headers (the preflight echoes what the
+/// browser asks for); `CORS_ALLOW_ORIGINS` narrows the origins. The monitor
+/// is a separate server and never sends CORS headers (it uses a cookie).
+fn cors(origins: &crate::config::CorsOrigins) -> poem::middleware::Cors {
+    let cors = poem::middleware::Cors::new().allow_credentials(true);
+    match origins {
+        crate::config::CorsOrigins::Any => cors,
+        crate::config::CorsOrigins::Only(list) => cors.allow_origins(list.iter().map(String::as_str)),
+    }
 }

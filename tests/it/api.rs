@@ -192,3 +192,44 @@ async fn docs_and_spec_are_served_with_security_and_examples() {
     let schema = &spec["components"]["schemas"]["HookRequest"];
     assert!(schema["example"]["to_url"].is_string(), "request example is prefilled: {schema}");
 }
+
+/// CORS as the original served it: any origin by default, with credentials;
+/// `CORS_ALLOW_ORIGINS` narrows it.
+#[tokio::test]
+async fn cors_lets_browsers_call_the_api() {
+    let app = spawn_app(settings(&[])).await;
+    let preflight = |base: String, origin: &'static str| async move {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("{base}/hook_slinger/"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization, content-type")
+            .send()
+            .await
+            .unwrap()
+    };
+    let resp = preflight(app.base.clone(), "http://shop.example").await;
+    assert!(resp.status().is_success(), "preflight answered {}", resp.status());
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://shop.example");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(h["access-control-allow-headers"].to_str().unwrap().to_lowercase().contains("authorization"));
+    let resp = app
+        .http
+        .post(format!("{}/hook_slinger/", app.base))
+        .header("Origin", "http://shop.example")
+        .header("Authorization", format!("Token {TOKEN}"))
+        .json(&job_body("http://127.0.0.1:9/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "http://shop.example");
+
+    let only = spawn_app(settings(&[("CORS_ALLOW_ORIGINS", "https://admin.example")])).await;
+    let ok = preflight(only.base.clone(), "https://admin.example").await;
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://admin.example");
+    let other = preflight(only.base.clone(), "http://evil.example").await;
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "{:?}", other.headers());
+}
