@@ -215,7 +215,8 @@ struct JobView {
     /// Retries this job allows (its own `max_retries`, when it asked for one).
     #[oai(skip_serializing_if_is_none)]
     max_retries: Option<u32>,
-    /// Every attempt, oldest first.
+    /// Every attempt, oldest first; the latest 100 when there were more
+    /// (`attempts` has the full count).
     attempt_log: Vec<AttemptView>,
 }
 

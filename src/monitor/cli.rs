@@ -17,7 +17,7 @@ use crate::{
 };
 
 use super::{
-    console::{Console, ConsoleError, Selection},
+    console::{Console, ConsoleError, Selection, BULK_REQUEUE_RATE},
     views::relative,
 };
 
@@ -191,7 +191,17 @@ pub async fn execute(command: Command, console: &Console, o: &mut Output<'_>) ->
                 tag: label(tag)?,
                 host: host.map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()),
             };
-            let n = console.requeue_all_failed(&selection).await?;
+            // Slice by slice, each slice's ramp run out before the next
+            // starts, so the receivers see BULK_REQUEUE_RATE jobs a second.
+            let mut n = 0;
+            loop {
+                let slice = console.requeue_all_failed(&selection).await?;
+                n += slice.requeued;
+                if !slice.more {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(slice.requeued / u64::from(BULK_REQUEUE_RATE))).await;
+            }
             if o.json {
                 json_line(o, &serde_json::json!({"requeued": n}))
             } else {

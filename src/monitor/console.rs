@@ -28,7 +28,29 @@ pub enum ConsoleError {
     /// Reading the queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A purge age (seconds) outside 0 to [`MAX_PURGE_AGE`].
+    #[error("older_than={0}s: must be at most {max} seconds (ten years)", max = MAX_PURGE_AGE.as_secs())]
+    PurgeAge(u64),
 }
+
+/// Most jobs one bulk requeue request takes; the rest wait for the next.
+pub const BULK_REQUEUE_MAX: usize = 10_000;
+
+/// Jobs per second a bulk requeue makes due: 10,000 jobs come due over
+/// ten seconds instead of in one burst at the receivers.
+pub const BULK_REQUEUE_RATE: u32 = 1_000;
+
+/// What a bulk requeue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkRequeued {
+    /// Jobs requeued.
+    pub requeued: u64,
+    /// Matching failed jobs were left for another call ([`BULK_REQUEUE_MAX`]).
+    pub more: bool,
+}
+
+/// The oldest age a purge may name: ten years, far beyond any retention.
+pub const MAX_PURGE_AGE: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// Everything the overview shows, read at one moment.
 #[derive(Debug, Clone)]
@@ -144,10 +166,19 @@ impl Console {
         Ok(self.service.requeue(id).await?)
     }
 
-    /// Requeues every failed job in `selection`, page by page. Returns how
-    /// many were requeued.
-    #[tracing::instrument(skip_all)]
-    pub async fn requeue_all_failed(&self, selection: &Selection) -> Result<u64, ConsoleError> {
+    /// Requeues failed jobs in `selection`, a page (one round trip) at a
+    /// time, at most [`BULK_REQUEUE_MAX`] per call, spread so that they come
+    /// due at [`BULK_REQUEUE_RATE`] per second rather than all at once.
+    /// Returns how many were requeued and whether matching failed jobs
+    /// remain (call again for the next slice).
+    pub async fn requeue_all_failed(&self, selection: &Selection) -> Result<BulkRequeued, ConsoleError> {
+        self.requeue_failed_upto(selection, BULK_REQUEUE_MAX).await
+    }
+
+    /// [`Console::requeue_all_failed`] with another bound than
+    /// [`BULK_REQUEUE_MAX`] (tests use a small one).
+    #[tracing::instrument(skip_all, fields(max))]
+    pub async fn requeue_failed_upto(&self, selection: &Selection, max: usize) -> Result<BulkRequeued, ConsoleError> {
         let filter = JobFilter {
             state: Some(JobState::Failed),
             group: selection.group.clone(),
@@ -155,23 +186,27 @@ impl Console {
             host: selection.host.clone(),
             id: None,
         };
-        let mut requeued = 0;
+        let spread = Duration::from_secs(1) / BULK_REQUEUE_RATE;
+        let mut done = BulkRequeued::default();
         let mut after = None;
         loop {
-            let page = self.list(&filter, after.as_ref(), store::MAX_PAGE).await?;
-            for job in &page.jobs {
-                let Ok(id) = JobId::parse(&job.id) else { continue };
-                if self.requeue(&id).await? == Requeue::Requeued {
-                    requeued += 1;
-                }
-            }
+            let room = max.saturating_sub(done.requeued as usize).max(1);
+            let page = self.list(&filter, after.as_ref(), store::MAX_PAGE.min(room)).await?;
+            let ids: Vec<JobId> = page.jobs.iter().filter_map(|job| JobId::parse(&job.id).ok()).collect();
+            // Each page starts its ramp where the previous one ended.
+            let outcomes = self.store().requeue_many(&ids, spread, done.requeued).await?;
+            done.requeued += outcomes.iter().filter(|o| **o == Requeue::Requeued).count() as u64;
             match page.next {
-                Some(next) => after = Some(next),
+                Some(next) if (done.requeued as usize) < max => after = Some(next),
+                Some(_) => {
+                    done.more = true;
+                    break;
+                }
                 None => break,
             }
         }
-        tracing::info!(requeued, "requeued failed jobs");
-        Ok(requeued)
+        tracing::info!(requeued = done.requeued, more = done.more, "requeued failed jobs");
+        Ok(done)
     }
 
     /// Makes a scheduled job's next attempt due now.
@@ -184,9 +219,16 @@ impl Console {
         Ok(self.store().delete(id).await?)
     }
 
-    /// Deletes succeeded jobs created more than `older_than` ago.
+    /// Deletes succeeded jobs created more than `older_than` ago. An age
+    /// beyond [`MAX_PURGE_AGE`] is refused: it could not select anything,
+    /// and unbounded it overflowed the clock (a panic near 8.3e12 s, and
+    /// "delete everything" beyond).
     pub async fn purge_succeeded(&self, older_than: Duration) -> Result<u64, ConsoleError> {
-        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
+        let before = chrono::Duration::from_std(older_than)
+            .ok()
+            .filter(|_| older_than <= MAX_PURGE_AGE)
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .ok_or(ConsoleError::PurgeAge(older_than.as_secs()))?;
         Ok(self.store().purge_finished(JobState::Succeeded, before).await?)
     }
 

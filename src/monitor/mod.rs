@@ -111,5 +111,10 @@ fn routes(console: Console, access: auth::Access) -> impl poem::Endpoint {
         .data(console)
         .data(access)
         .around(auth::security_headers)
+        // A handler panic becomes a 500 page instead of a dropped connection.
+        .with(poem::middleware::CatchPanic::new().with_handler(|_| {
+            tracing::error!("monitor request handler panicked");
+            views::error_page(poem::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal error.")
+        }))
         .with(Tracing)
 }

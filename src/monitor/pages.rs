@@ -25,6 +25,9 @@ use super::{
 
 /// Redis trouble becomes a page that says so; the cause is logged.
 fn unavailable(e: ConsoleError) -> poem::Error {
+    if let ConsoleError::PurgeAge(_) = e {
+        return poem::Error::from_response(views::error_page(StatusCode::BAD_REQUEST, &e.to_string()));
+    }
     tracing::error!(error.message = %e, error.cause_chain = ?e, "monitor request failed");
     poem::Error::from_response(views::error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -54,7 +57,10 @@ impl Done {
             "retrying" => (true, "The next attempt is due now.".to_owned()),
             "not_scheduled" => (false, "Only jobs waiting for a retry, and stuck jobs, can be retried now.".to_owned()),
             "deleted" => (true, "The job was deleted.".to_owned()),
-            "requeued_all" => (true, format!("{n} failed jobs requeued.")),
+            "requeued_all" => (true, format!("{n} failed jobs requeued; they come due over the next seconds.")),
+            "requeued_some" => {
+                (true, format!("{n} failed jobs requeued (the most one request takes); requeue again for the rest."))
+            }
             "purged" => (true, format!("{n} succeeded jobs deleted.")),
             _ => return None,
         })
@@ -254,8 +260,9 @@ pub(super) async fn requeue_all(
         tag: Label::parse_optional(form.tag.trim()).map_err(bad)?,
         host: Some(form.host.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()),
     };
-    let n = console.requeue_all_failed(&selection).await.map_err(unavailable)?;
-    Ok(Redirect::see_other(format!("/jobs?state=failed&done=requeued_all&n={n}")).into_response())
+    let done = console.requeue_all_failed(&selection).await.map_err(unavailable)?;
+    let outcome = if done.more { "requeued_some" } else { "requeued_all" };
+    Ok(Redirect::see_other(format!("/jobs?state=failed&done={outcome}&n={}", done.requeued)).into_response())
 }
 
 /// The bulk delete form.

@@ -9,7 +9,7 @@
 //! | key                   | type | holds                                           |
 //! |-----------------------|------|-------------------------------------------------|
 //! | `job:<id>`            | hash | spec JSON, state, counters, times, last result  |
-//! | `job:<id>:log`        | list | one JSON [`Attempt`] per attempt                |
+//! | `job:<id>:log`        | list | one JSON [`Attempt`] per attempt, the latest [`ATTEMPT_LOG_MAX`] |
 //! | `all`                 | zset | every job, scored by creation time (ms)         |
 //! | `state:<state>`       | zset | jobs in that state, scored by creation time     |
 //! | `group:<g>`, `tag:<t>`, `host:<h>` | zset | jobs with that label or destination host, by creation time |
@@ -227,6 +227,10 @@ pub struct Leased {
     /// (`scheduled` jobs reconciled).
     pub reconciled: u64,
 }
+
+/// Attempts kept in a job's log (`finish.lua` trims to this); the job's
+/// `attempts` counter keeps the full count.
+pub const ATTEMPT_LOG_MAX: usize = 100;
 
 /// What a worker's lease on an attempt adds to `HTTP_TIMEOUT`: time to
 /// record the result, through a Redis that may be slow. A worker that takes
@@ -509,22 +513,42 @@ impl JobStore {
     /// non-terminal state for longer than `RECONCILE_AFTER`; see [`Requeue`].
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn requeue(&self, id: &JobId) -> Result<Requeue, StoreError> {
-        let reply: String = SCRIPTS
-            .requeue
-            .arg(&self.prefix)
-            .arg(id.as_str())
+        let mut outcomes = self.requeue_many(std::slice::from_ref(id), Duration::ZERO, 0).await?;
+        Ok(outcomes.pop().unwrap_or(Requeue::Missing))
+    }
+
+    /// [`JobStore::requeue`] for many jobs in one round trip; the n-th job
+    /// requeued (counting from `ramp_start`) is due `n × spread` from now.
+    /// One outcome per id, in order.
+    #[tracing::instrument(skip_all, fields(jobs = ids.len()))]
+    pub async fn requeue_many(
+        &self,
+        ids: &[JobId],
+        spread: Duration,
+        ramp_start: u64,
+    ) -> Result<Vec<Requeue>, StoreError> {
+        let mut inv = SCRIPTS.requeue.prepare_invoke();
+        inv.arg(&self.prefix)
             .arg(ms(Utc::now()))
             .arg(self.reconcile_after.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(match reply.as_str() {
-            "ok" => Requeue::Requeued,
-            "missing" => Requeue::Missing,
-            other => Requeue::NotStuck(other.parse().map_err(|e: crate::jobs::UnknownState| StoreError::Corrupt {
-                id: id.to_string(),
-                why: e.to_string(),
-            })?),
-        })
+            .arg(spread.as_micros() as u64)
+            .arg(ramp_start);
+        for id in ids {
+            inv.arg(id.as_str());
+        }
+        let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        ids.iter()
+            .zip(replies)
+            .map(|(id, reply)| {
+                Ok(match reply.as_str() {
+                    "ok" => Requeue::Requeued,
+                    "missing" => Requeue::Missing,
+                    other => Requeue::NotStuck(other.parse().map_err(|e: crate::jobs::UnknownState| {
+                        StoreError::Corrupt { id: id.to_string(), why: e.to_string() }
+                    })?),
+                })
+            })
+            .collect()
     }
 
     /// Leases up to `limit` jobs whose next attempt is due, for

@@ -17,7 +17,11 @@ if h[1] ~= 'delivering' or tonumber(h[2]) ~= tonumber(ARGV[3])
   return 0
 end
 local nxt = ARGV[6]
-redis.call('RPUSH', key .. ':log', ARGV[7])
+-- The log keeps the latest 100 attempts (`attempts` keeps the count), so a
+-- job requeued again and again cannot grow without bound or be read whole.
+if redis.call('RPUSH', key .. ':log', ARGV[7]) > 100 then
+  redis.call('LTRIM', key .. ':log', -100, -1)
+end
 redis.call('HINCRBY', key, 'attempts', 1)
 redis.call('HSET', key, 'cycle_attempts', ARGV[4], 'state', nxt, 'updated_at', ARGV[5])
 redis.call('HDEL', key, 'worker', 'claim', 'lease_until')

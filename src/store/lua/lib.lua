@@ -21,24 +21,29 @@ local function stuck(st, created_at, next_at, lease_until, now, after)
   return false
 end
 
--- Makes a job's next attempt due now, from any state, dropping any lease.
-local function due_now(p, id, from, created_at, now)
+-- Makes a job's next attempt due at `at` (ms), from any state, dropping
+-- any lease.
+local function due_at(p, id, from, created_at, now, at)
   local key = p .. 'job:' .. id
-  redis.call('HSET', key, 'state', 'scheduled', 'next_attempt_at', now, 'updated_at', now)
+  redis.call('HSET', key, 'state', 'scheduled', 'next_attempt_at', at, 'updated_at', now)
   redis.call('HDEL', key, 'claim', 'lease_until', 'worker', 'finished_at')
   if from ~= 'scheduled' then
     redis.call('ZREM', p .. 'state:' .. from, id)
     redis.call('ZADD', p .. 'state:scheduled', created_at, id)
   end
-  redis.call('ZADD', p .. 'due', now, id)
+  redis.call('ZADD', p .. 'due', at, id)
 end
 
--- A fresh retry cycle, due now: tasks and claims of the old cycle go stale.
-local function restart_cycle(p, id, from, created_at, now)
+local function due_now(p, id, from, created_at, now)
+  due_at(p, id, from, created_at, now, now)
+end
+
+-- A fresh retry cycle, due at `at`: tasks and claims of the old cycle go stale.
+local function restart_cycle(p, id, from, created_at, now, at)
   local key = p .. 'job:' .. id
   redis.call('HINCRBY', key, 'cycle', 1)
   redis.call('HSET', key, 'cycle_attempts', 0)
-  due_now(p, id, from, created_at, now)
+  due_at(p, id, from, created_at, now, at)
   redis.call('ZREM', p .. 'expiry', id)
 end
 

@@ -11,7 +11,7 @@ if not h[1] then return 'missing' end
 if h[1] == 'scheduled' then
   due_now(p, id, 'scheduled', h[2], now)
 elseif h[1] ~= 'failed' and stuck(h[1], h[2], h[3], h[4], now, after) then
-  restart_cycle(p, id, h[1], h[2], now)
+  restart_cycle(p, id, h[1], h[2], now, now)
 else
   return h[1]
 end

@@ -2,6 +2,7 @@
 //! the CLI, and an end-to-end run in a real headless browser.
 
 mod browser;
+mod bulk;
 mod cli;
 mod listing;
 mod web;

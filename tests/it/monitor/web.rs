@@ -206,3 +206,31 @@ async fn bulk_actions_retry_now_and_delete() {
     let (_, html) = page(&http, &format!("{}/jobs?host=%3Cscript%3Ealert(1)%3C/script%3E", m.base), &cookie).await;
     assert!(!html.contains("<script>alert(1)"));
 }
+
+#[tokio::test]
+async fn purge_refuses_ages_that_overflow_the_clock() {
+    let s = monitor_settings(&[]);
+    let app = spawn_app(s.clone()).await;
+    let m = spawn_monitor(&s).await;
+    let http = client();
+    let ids = store_jobs(&app.store, 1, Some("keep"), chrono::Utc::now() - chrono::Duration::days(2)).await;
+    let id = hook_slinger::domain::JobId::parse(&ids[0]).unwrap();
+    super::bulk::fail_attempt(&app.store, &id, 1, hook_slinger::store::NextStep::Succeeded).await;
+
+    let cookie = login(&http, &m.base).await;
+    let (_, html) = page(&http, &format!("{}/jobs", m.base), &cookie).await;
+    let csrf = csrf_of(&html);
+    // 8.3e12 s panicked inside chrono; beyond that the age wrapped to zero
+    // and deleted every succeeded job.
+    for age in ["8300000000000", "18446744073709551615", "400000000"] {
+        let resp = http
+            .post(format!("{}/bulk/purge", m.base))
+            .header("cookie", &cookie)
+            .form_body(&[("csrf", csrf.as_str()), ("older_than", age)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "older_than={age}");
+    }
+    assert!(app.store.get(&id).await.unwrap().is_some(), "nothing was deleted");
+}
