@@ -9,6 +9,8 @@
 
 use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 
+use secrecy::SecretString;
+
 use crate::delivery::{Backoff, DestinationPolicy, RetryPolicy, SigningSecret};
 
 /// Everything the three processes can be configured with.
@@ -64,7 +66,7 @@ pub struct MonitorSettings {
     /// `MONITOR_USER`.
     pub user: Option<String>,
     /// `MONITOR_PASSWORD`.
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     /// `MONITOR_AUTH=off`: run without login (only allowed on loopback).
     pub auth_off: bool,
 }
@@ -75,7 +77,7 @@ impl fmt::Debug for MonitorSettings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password", &self.password)
             .field("auth_off", &self.auth_off)
             .finish()
     }
@@ -146,18 +148,18 @@ pub struct IntakeSettings {
 
 /// The accepted API tokens (at least one, none empty).
 #[derive(Clone)]
-pub struct ApiTokens(Vec<String>);
+pub struct ApiTokens(Vec<SecretString>);
 
 impl ApiTokens {
     /// Builds the token list; `None` when it would be empty.
     pub fn new(tokens: impl IntoIterator<Item = String>) -> Option<Self> {
         let mut list: Vec<String> = tokens.into_iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
         list.dedup();
-        (!list.is_empty()).then_some(Self(list))
+        (!list.is_empty()).then(|| Self(list.into_iter().map(SecretString::from).collect()))
     }
 
     /// The tokens, for the constant-time comparison in `api::auth`.
-    pub fn as_slice(&self) -> &[String] {
+    pub fn as_slice(&self) -> &[SecretString] {
         &self.0
     }
 }
@@ -332,7 +334,7 @@ impl Settings {
             host: p.number("MONITOR_HOST", IpAddr::from([0, 0, 0, 0])),
             port: p.number("MONITOR_PORT", 8899u16),
             user: p.raw("MONITOR_USER"),
-            password: p.raw("MONITOR_PASSWORD"),
+            password: p.raw("MONITOR_PASSWORD").map(SecretString::from),
             auth_off: p.parse_with("MONITOR_AUTH", false, |s| match s.to_ascii_lowercase().as_str() {
                 "off" | "false" | "0" | "no" => Ok(true),
                 "on" | "true" | "1" | "yes" => Ok(false),
@@ -489,6 +491,8 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -520,11 +524,28 @@ mod tests {
     #[test]
     fn tokens_merge_single_and_list() {
         let s = Settings::from_vars(vars(&[("API_TOKEN", "a"), ("API_TOKENS", "b, c,,")])).unwrap();
-        assert_eq!(s.api.tokens.unwrap().as_slice(), ["a", "b", "c"]);
+        let tokens = s.api.tokens.unwrap();
+        let tokens: Vec<&str> = tokens.as_slice().iter().map(|t| t.expose_secret()).collect();
+        assert_eq!(tokens, ["a", "b", "c"]);
     }
 
     #[test]
     fn redis_password_is_redacted() {
         assert_eq!(redact_url("redis://:hunter2@host:6379"), "redis://:***@host:6379");
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let s = Settings::from_vars(vars(&[
+            ("API_TOKEN", "tok-hunter2"),
+            ("API_TOKENS", "tok-two"),
+            ("MONITOR_PASSWORD", "pw-hunter2"),
+            ("REDIS_URL", "redis://:redis-hunter2@h:6379"),
+        ]))
+        .unwrap();
+        let shown = format!("{s:?}");
+        for secret in ["tok-hunter2", "tok-two", "pw-hunter2", "redis-hunter2"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`api`]: the HTTP API (`hook-slinger-app`).
 //! - [`worker`]: the delivering process (`hook-slinger-worker`).
 //! - [`monitor`]: the web UI and CLI to watch and fix jobs (`hook-slinger-monitor`).
+//! - [`secret`]: holding and comparing secrets (tokens, passwords, `to_auth`).
 //! - [`metrics`]: Prometheus metrics of the app and the workers, and their `/metrics` endpoints.
 //! - [`telemetry`], [`shutdown`]: logs and signals for every process.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod monitor;
 pub mod queue;
+pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod store;

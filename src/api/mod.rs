@@ -24,7 +24,6 @@ use crate::{
     store::{self, JobStore},
 };
 
-pub use auth::constant_time_eq;
 pub use errors::ErrorBody;
 
 /// The app could not start.

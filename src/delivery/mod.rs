@@ -8,6 +8,8 @@ use std::{collections::BTreeMap, error::Error as _, sync::Arc, time::Duration};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
+use secrecy::ExposeSecret;
+
 use crate::{domain::JobId, jobs::JobSpec};
 
 pub use policy::{Backoff, RetryPolicy, StopReason, Verdict};
@@ -158,7 +160,7 @@ impl Deliverer {
             }
         }
         if let Some(auth) = &spec.to_auth {
-            match HeaderValue::from_str(auth) {
+            match HeaderValue::from_str(auth.expose_secret()) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
                     headers.insert(AUTHORIZATION, v);

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::{JobId, Label, LabelError, TargetUrl, TargetUrlError};
@@ -11,7 +12,7 @@ pub struct NewJob {
     /// Where to POST.
     pub to_url: TargetUrl,
     /// Sent verbatim as the outbound `Authorization` header.
-    pub to_auth: Option<String>,
+    pub to_auth: Option<SecretString>,
     /// Optional group label.
     pub group: Option<Label>,
     /// Optional tag label.
@@ -154,6 +155,7 @@ impl NewJob {
 
         match (to_url, payload) {
             (Some(to_url), Some(payload)) if errors.is_empty() => {
+                let to_auth = to_auth.map(SecretString::from);
                 Ok(Self { to_url, to_auth, group, tag, payload, max_retries, deliver_at })
             }
             _ => Err(NewJobError::Fields(errors)),
@@ -341,7 +343,7 @@ mod tests {
             "payload": {"greetings": "Hello, world!"}, "unknown": 1
         }))
         .unwrap();
-        assert_eq!(job.to_auth, None);
+        assert!(job.to_auth.is_none());
         assert_eq!(job.group.unwrap().as_str(), "Bangladesh");
     }
 

@@ -9,6 +9,7 @@
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -91,9 +92,10 @@ pub struct JobSpec {
     pub v: u8,
     /// Where to POST.
     pub to_url: TargetUrl,
-    /// Outbound `Authorization` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_auth: Option<String>,
+    /// Outbound `Authorization` header; stored as is (the worker sends it),
+    /// never shown in `Debug` output or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::secret::serialize_exposed")]
+    pub to_auth: Option<SecretString>,
     /// Optional group label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Label>,
@@ -221,6 +223,17 @@ impl QueueTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_auth_is_stored_but_never_shown() {
+        let spec: JobSpec = serde_json::from_value(serde_json::json!({
+            "v": 1, "to_url": "http://a/", "to_auth": "Bearer s3cret", "payload": {}
+        }))
+        .unwrap();
+        assert!(!format!("{spec:?}").contains("s3cret"));
+        let stored = serde_json::to_value(&spec).unwrap();
+        assert_eq!(stored["to_auth"], "Bearer s3cret", "the worker reads it back to send it");
+    }
 
     #[test]
     fn queue_task_wire_format_is_stable() {

@@ -16,7 +16,9 @@ use poem::{
     Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response,
 };
 
-use crate::{api::constant_time_eq, config::MonitorSettings};
+use secrecy::ExposeSecret;
+
+use crate::{config::MonitorSettings, secret::constant_time_eq};
 
 use super::{console::Console, views};
 
@@ -65,7 +67,7 @@ impl Access {
         match (&m.user, &m.password) {
             (Some(user), Some(password)) if !m.auth_off => Ok(Self::Login {
                 user: user.as_str().into(),
-                password: password.as_str().into(),
+                password: password.expose_secret().into(),
                 failures: Arc::default(),
             }),
             _ if m.auth_off && m.host.is_loopback() => Ok(Self::Open { csrf: random_token().into() }),
@@ -235,7 +237,7 @@ mod tests {
             host: host.parse().unwrap(),
             port: 0,
             user: user.map(str::to_owned),
-            password: user.map(|_| "pw".to_owned()),
+            password: user.map(|_| "pw".into()),
             auth_off,
         }
     }

@@ -6,14 +6,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    config::Settings,
+    config::{Retention, Settings},
     domain::{JobId, Label},
     jobs::{JobRecord, JobState},
     queue::{self, Queue, QueueError},
     service::{HookService, ServiceError},
-    store::{
-        self, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, Retention, RetryNow, StoreError, WorkerInfo,
-    },
+    store::{self, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, RetryNow, StoreError, WorkerInfo},
 };
 
 /// A monitor operation failed (Redis is unavailable or a record is corrupt).

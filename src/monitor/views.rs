@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 use poem::{http::StatusCode, web::Html, IntoResponse, Response};
 
+use secrecy::ExposeSecret;
+
 use crate::{
     jobs::{JobRecord, JobState},
     store::{JobSummary, MinuteStats, WorkerInfo},
@@ -418,7 +420,7 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord, stuck_afte
                     h2 { "Request" }
                     dl.kv {
                         dt { "to_url" } dd.mono { (job.spec.to_url) }
-                        dt { "to_auth" } dd.mono { @match &job.spec.to_auth { Some(a) => (mask_auth(a)), None => span.muted { "none" } } }
+                        dt { "to_auth" } dd.mono { @match &job.spec.to_auth { Some(a) => (mask_auth(a.expose_secret())), None => span.muted { "none" } } }
                         dt { "Group" } dd { (job.spec.group.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
                         dt { "Tag" } dd { (job.spec.tag.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
                     }

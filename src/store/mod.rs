@@ -61,10 +61,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
 
-pub use crate::config::Retention;
-
 use crate::{
-    config::{RedisSettings, Settings},
+    config::{RedisSettings, Retention, Settings},
     domain::JobId,
     jobs::{Attempt, JobRecord, JobSpec, JobState, QueueTask},
 };

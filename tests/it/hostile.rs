@@ -86,7 +86,7 @@ async fn every_endpoint_but_probes_and_docs_needs_a_valid_token() {
 /// on the same inputs that does show the difference.
 #[test]
 fn token_comparison_is_constant_time() {
-    use hook_slinger::api::constant_time_eq;
+    use hook_slinger::secret::constant_time_eq;
     use std::hint::black_box;
 
     let secret = vec![b'k'; 65_536];
