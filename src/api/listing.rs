@@ -201,12 +201,19 @@ impl ListingApi {
 /// own, so `POST /hook_slinger/` (in `hooks`) and `GET /hook_slinger/`
 /// (here) would become two `paths` entries with the same key, and OpenAPI
 /// readers keep only the last one. Routing is unaffected either way.
+/// It also documents the collection path with its slash.
 pub(super) struct SharedPaths<T>(pub T);
 
 impl<T: OpenApi> OpenApi for SharedPaths<T> {
     fn meta() -> Vec<MetaApi> {
         let mut merged: Vec<MetaPath> = Vec::new();
-        for path in T::meta().into_iter().flat_map(|api| api.paths) {
+        for mut path in T::meta().into_iter().flat_map(|api| api.paths) {
+            // poem-openapi trims the slash off `/hook_slinger/`; the original
+            // and every client use the slashed form, so that is what the
+            // document shows (both are served).
+            if path.path == "/hook_slinger" {
+                path.path = "/hook_slinger/".to_owned();
+            }
             match merged.iter_mut().find(|p| p.path == path.path) {
                 Some(same) => same.operations.extend(path.operations),
                 None => merged.push(path),
