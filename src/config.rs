@@ -4,8 +4,9 @@
 //! Every variable is parsed into its real type here; a bad value stops the
 //! process with one line per bad variable, so nothing downstream re-checks.
 //! We collect all errors instead of stopping at the first (which is what
-//! `envy` would do) because an operator fixing a deployment wants the whole
-//! list at once.
+//! `envy` and `figment` do: both deserialise through serde, which stops at
+//! the first bad field) because an operator fixing a deployment wants the
+//! whole list at once; `dotenvy` reads `.env`.
 
 use std::{collections::HashMap, fmt, net::IpAddr, str::FromStr, time::Duration};
 

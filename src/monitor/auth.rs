@@ -6,6 +6,14 @@
 //! its CSRF token (so sessions survive monitor restarts and work across
 //! replicas). Every state-changing request is a POST carrying that token in
 //! a hidden field.
+//!
+//! Why not poem's `Session` with its Redis store and its `Csrf` middleware:
+//! the Redis session store (feature `redis-session` of poem 3.1) is built on
+//! redis 0.32, a second major version of the Redis client next to the one
+//! apalis-redis requires, with its own connections and key names outside
+//! `QUEUE_NAME`; and poem's CSRF is a double-submit cookie, where ours binds
+//! the token to the server-side session. What is hand-written here is a
+//! random id, one hash per session with a TTL, and a constant-time compare.
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
