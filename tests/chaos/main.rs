@@ -4,8 +4,9 @@
 //! (`scenario=... sent=... accepted=... delivered=... lost=0 duplicates=...`)
 //! and appends it as JSON to `target/chaos/results.jsonl`.
 //!
-//! They take minutes, so each returns at once unless `HOOK_SLINGER_CHAOS=1`;
-//! `make test` builds them and `make chaos` runs them one at a time.
+//! They take minutes, so each is `#[ignore]`d: a plain run reports them as
+//! skipped, never as passed; `make chaos` runs them (`--run-ignored
+//! ignored-only`), one at a time.
 
 #[path = "../it/helpers.rs"]
 #[allow(dead_code)]

@@ -12,10 +12,8 @@ use crate::{helpers::*, support::*};
 const JOBS: u64 = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a chaos scenario (minutes): `make chaos` runs it"]
 async fn hundred_thousand_queued_then_three_workers() {
-    if !enabled("queued_100k") {
-        return;
-    }
     let started = Instant::now();
     // A Redis of its own, in memory: 100,000 records stay off the shared one.
     let redis = ScratchRedis::in_memory();

@@ -1,4 +1,4 @@
-//! What the scenarios share beyond the `it` harness: the opt-in gate, a
+//! What the scenarios share beyond the `it` harness: a
 //! receiver that counts deliveries per job id, worker binaries as child
 //! processes, a redis-server with chosen persistence, load senders, and the
 //! result line.
@@ -22,15 +22,6 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::TOKEN;
-
-/// True when chaos scenarios are asked for; otherwise says how to run them.
-pub fn enabled(scenario: &str) -> bool {
-    if std::env::var("HOOK_SLINGER_CHAOS").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("chaos scenario {scenario} skipped: run `make chaos` (HOOK_SLINGER_CHAOS=1) to run it");
-    false
-}
 
 // ---------------------------------------------------------------- receiver
 

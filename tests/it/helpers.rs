@@ -74,12 +74,31 @@ pub struct TestApp {
     pub store: JobStore,
     pub service: HookService,
     stop: CancellationToken,
+    /// `REDIS_URL` and `QUEUE_NAME`, to clean up after the test.
+    redis: (String, String),
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
+        forget_namespace(&self.redis.0, &self.redis.1);
     }
+}
+
+/// Gives every key of a test's queue a short life, so test runs do not
+/// pile records up in the shared Redis. Expiring rather than deleting
+/// leaves a worker still shutting down nothing to trip over.
+fn forget_namespace(url: &str, queue: &str) {
+    let Ok(mut conn) = redis::Client::open(url).and_then(|c| c.get_connection()) else { return };
+    let keys: Vec<String> = match redis::cmd("KEYS").arg(format!("{queue}*")).query(&mut conn) {
+        Ok(keys) => keys,
+        Err(_) => return,
+    };
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.pexpire(key, 10_000).ignore();
+    }
+    let _: Result<(), _> = pipe.query(&mut conn);
 }
 
 pub async fn spawn_app(settings: Settings) -> TestApp {
@@ -92,7 +111,14 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     let store = JobStore::new(conn.clone(), &settings);
     let queue = Queue::new(conn, queue::apalis_config(&settings));
     let service = HookService::new(store.clone(), queue, Duration::from_secs(5));
-    TestApp { base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new(), store, service, stop }
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+        store,
+        service,
+        stop,
+        redis: (settings.redis.url.clone(), settings.redis.queue.clone()),
+    }
 }
 
 impl TestApp {
