@@ -149,6 +149,94 @@ async fn bodies_over_the_limit_are_refused_with_413() {
         String::from_utf8_lossy(&answer[..n])
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    // A chunked body that never ends is drained only up to its bound (16 ×
+    // the limit), then the connection is closed: the client is cut off
+    // long before the drain's time bound (5 s), having written little.
+    let started = Instant::now();
+    let sock = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    let (mut read, mut write) = sock.into_split();
+    let head = format!(
+        "POST /hook_slinger/ HTTP/1.1\r\nHost: x\r\nAuthorization: Token {TOKEN}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let chunk = [b"4000\r\n".as_slice(), &[b' '; 0x4000], b"\r\n"].concat();
+        let mut sent = 0usize;
+        while write.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut answer)).await.expect("closed");
+    let sent = tokio::time::timeout(Duration::from_secs(5), writer).await.expect("cut off").unwrap();
+    println!("endless chunked body: cut off after {sent} bytes, {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(sent < 32 << 20, "{sent} bytes written before the app closed");
+    assert_alive(&app).await;
+}
+
+/// A client that writes its whole body before reading (Python's
+/// `http.client`, no `Expect: 100-continue`) reads the 413 rather than a
+/// reset: the app reads and discards the rest of an over-limit body before
+/// answering, and the connection stays usable afterwards.
+#[tokio::test]
+async fn a_client_that_keeps_writing_an_over_limit_body_reads_the_413() {
+    let app = spawn_app(settings(&[])).await; // MAX_PAYLOAD_BYTES: 1 MiB
+                                              // Each case: 20 tries on a fresh connection; after each 413, the same
+                                              // connection asks /health, unless the app said it would close.
+    let script = r#"
+import http.client, json, sys
+from urllib.parse import urlsplit
+url, token = urlsplit(sys.argv[1]), sys.argv[2]
+counts = {}
+for name, size, chunked in [("2MiB", 2 << 20, False), ("8MiB", 8 << 20, False), ("8MiB-chunked", 8 << 20, True)]:
+    c = counts[name] = {"ok": 0, "broken": 0, "other": 0, "reused": 0}
+    body = b"{" + b" " * (size - 2) + b"}"
+    for _ in range(20):
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+        try:
+            data = (body[i:i + 65536] for i in range(0, size, 65536)) if chunked else body
+            conn.request("POST", url.path, body=data, encode_chunked=chunked,
+                         headers={"Authorization": "Token " + token, "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            detail = json.loads(resp.read()).get("detail", "")
+        except OSError as e:
+            c["broken"] += 1
+            print(name, repr(e), file=sys.stderr)
+            conn.close()
+            continue
+        if resp.status == 413 and "MAX_PAYLOAD_BYTES" in detail:
+            c["ok"] += 1
+        else:
+            c["other"] += 1
+            print(name, resp.status, detail, file=sys.stderr)
+        if (resp.getheader("connection") or "").lower() != "close":
+            try:
+                conn.request("GET", "/health")
+                c["reused"] += conn.getresponse().status == 200
+            except OSError as e:
+                print(name, "then /health:", repr(e), file=sys.stderr)
+        conn.close()
+print(json.dumps(counts))
+"#;
+    let url = format!("{}/hook_slinger/", app.base);
+    // Blocking the test's runtime would stop the app it is talking to.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(["-c", script, &url, TOKEN]).output().expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let counts: Value = serde_json::from_slice(&out.stdout).expect("the script prints its counts");
+    println!("{counts}");
+    let errors: Vec<&str> = stderr.lines().take(5).collect();
+    for (case, c) in counts.as_object().unwrap() {
+        assert_eq!(c["ok"], 20, "{case}: every try reads the 413: {c} {errors:?}");
+        assert_eq!(c["reused"], 20, "{case}: the connection serves the next request: {c}");
+    }
     assert_alive(&app).await;
 }
 
