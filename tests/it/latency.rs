@@ -6,6 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hook_slinger::queue;
+use redis::AsyncCommands;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
 use crate::helpers::*;
 
 const RATE_PER_S: u64 = 100;
@@ -70,4 +75,27 @@ async fn steady_low_load_never_waits_for_a_heartbeat() {
     assert_eq!(got.len(), n, "{} of {n} jobs not delivered within {MAX_WAIT:?} of the last send", n - got.len());
     assert_eq!(slow, 0, "{slow} of {n} deliveries waited more than {MAX_WAIT:?}");
     worker.shutdown().await;
+}
+
+/// Pub/sub drops messages published while nobody is subscribed (before the
+/// first subscription, during a reconnect). The listener signals once it
+/// is subscribed, so the worker fetches then instead of at its next poll.
+#[tokio::test]
+async fn the_wake_listener_signals_once_subscribed() {
+    let s = settings(&[]);
+    let client = redis::Client::open(s.redis.url.as_str()).unwrap();
+    let notify = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let listener =
+        tokio::spawn(queue::wake::listen(client.clone(), s.redis.queue.clone(), notify.clone(), stop.clone()));
+
+    tokio::time::timeout(Duration::from_secs(5), notify.notified())
+        .await
+        .expect("a signal once subscribed, with nothing published");
+    // Then a signal per message, as before.
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = conn.publish(queue::wake::channel(&s.redis.queue), 1).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), notify.notified()).await.expect("a signal per message");
+    stop.cancel();
+    listener.await.unwrap();
 }
