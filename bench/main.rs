@@ -208,7 +208,10 @@ async fn wait_count(sink: &Sink, n: u64, within: Duration) -> anyhow::Result<Ins
 
 async fn flush(redis_url: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    // Flushing a drained 100,000-job backlog takes longer than the redis
+    // crate's default 500 ms response timeout.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
     redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
     Ok(())
 }
