@@ -48,7 +48,8 @@ target/pyenv/.ok:
 	target/pyenv/bin/pip install --quiet --disable-pip-version-check standardwebhooks==1.0.0
 	touch $@
 
-## bench: release build, then the benchmark (app, workers, Redis and a receiver on this machine)
+## bench: release build, then the benchmark (app, workers, Redis and a receiver on this machine);
+## BENCH_ONLY=latency runs only the latency at 50/200/500 jobs/s (BENCH_LATENCY_SECS each, default 60)
 bench:
 	$(CARGO) build --release --bins
 	@scripts/ensure-redis.sh >/dev/null

@@ -2,6 +2,12 @@
 //! a fast loopback receiver, drives load, and prints a table (also written
 //! to `target/bench/results.json`). Everything shares this machine's cores.
 //! Not a test: numbers, not assertions.
+//!
+//! `BENCH_ONLY=latency` runs only the POST-to-delivery latency section
+//! (`latency.rs`; `BENCH_LATENCY_SECS` per rate, default 60) and updates
+//! its rows in `results.json`, keeping the others.
+
+mod latency;
 
 use std::{
     collections::HashMap,
@@ -16,6 +22,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use poem::{handler, listener::Acceptor, listener::Listener, web::Data, EndpointExt, Request, Route, Server};
 use serde_json::{json, Value};
@@ -38,8 +45,56 @@ fn receive(req: &Request, sink: Data<&Arc<Sink>>) -> &'static str {
     "ok"
 }
 
+#[derive(Default)]
 struct Procs {
     children: Vec<(String, Child)>,
+}
+
+impl Procs {
+    fn add(&mut self, name: &str, child: Child) {
+        self.children.push((name.to_owned(), child));
+    }
+
+    /// Kills and reaps every process called `name`.
+    fn stop(&mut self, name: &str) {
+        for (n, c) in &mut self.children {
+            if n == name {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.children.retain(|(n, _)| n != name);
+    }
+}
+
+/// The table: printed as it grows, written to `target/bench/results.json`.
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, String)>,
+}
+
+impl Report {
+    fn put(&mut self, k: &str, v: String) {
+        println!("{k:<58} {v}");
+        self.rows.push((k.to_owned(), v));
+    }
+
+    /// Writes the rows; with `keep_others`, rows of an earlier run that this
+    /// one did not measure stay.
+    fn write(self, keep_others: bool) -> anyhow::Result<()> {
+        let path = "target/bench/results.json";
+        let mut json: serde_json::Map<String, Value> = match std::fs::read(path) {
+            Ok(old) if keep_others => serde_json::from_slice(&old).unwrap_or_default(),
+            _ => Default::default(),
+        };
+        for (k, v) in self.rows {
+            json.insert(k, Value::String(v));
+        }
+        std::fs::create_dir_all("target/bench")?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+        println!("\nwritten to {path}");
+        Ok(())
+    }
 }
 
 impl Drop for Procs {
@@ -153,7 +208,10 @@ async fn wait_count(sink: &Sink, n: u64, within: Duration) -> anyhow::Result<Ins
 
 async fn flush(redis_url: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    // Flushing a drained 100,000-job backlog takes longer than the redis
+    // crate's default 500 ms response timeout.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
     redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
     Ok(())
 }
@@ -168,10 +226,45 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     bail!("app did not become ready")
 }
 
+/// Without a mode: the whole benchmark. The modes are the benchmark's own
+/// helper processes.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// A receiver that records each delivery's latency (see latency.rs).
+    Receiver {
+        #[arg(long)]
+        port: u16,
+    },
+    /// POSTs jobs to the app at a steady rate, open loop (see latency.rs).
+    Load {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        to_url: String,
+        #[arg(long)]
+        rate: u32,
+        #[arg(long)]
+        secs: u64,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    match Cli::parse().mode {
+        None => bench().await,
+        Some(Mode::Receiver { port }) => latency::receiver_main(port).await,
+        Some(Mode::Load { app, to_url, rate, secs }) => latency::load_main(app, to_url, rate, secs).await,
+    }
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let only_latency = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "latency");
     let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
 
     // Our own Redis, without persistence, so runs are comparable.
@@ -184,6 +277,41 @@ async fn main() -> anyhow::Result<()> {
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let env = Env { bin, redis_url: redis_url.clone(), app_port: free_port(), queue: "bench".to_owned() };
+    let base = format!("http://127.0.0.1:{}", env.app_port);
+    let mut procs = Procs::default();
+    let mut report = Report::default();
+    let result = async {
+        if only_latency {
+            procs.add("app", env.spawn("hook-slinger-app", &[])?);
+            wait_ready(&http, &base).await?;
+        } else {
+            throughput(&env, &http, &base, &mut procs, &mut report).await?;
+        }
+        latency::run(&env, &base, &mut procs, &mut report).await
+    }
+    .await;
+    drop(procs);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    result?;
+    report.write(only_latency)
+}
+
+/// Accept rates, end-to-end throughput, latency at 500/s and backlog drain,
+/// against an in-process receiver. Starts the app and leaves it running.
+async fn throughput(
+    env: &Env,
+    http: &reqwest::Client,
+    base: &str,
+    procs: &mut Procs,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let redis_url = &env.redis_url;
+    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+
     let sink = Arc::new(Sink::default());
     let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let rx_addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().context("receiver addr")?;
@@ -191,60 +319,51 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app_route));
     let rx_url = format!("http://{rx_addr}/hook");
 
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-    let env = Env { bin, redis_url: redis_url.clone(), app_port: free_port(), queue: "bench".to_owned() };
-    let base = format!("http://127.0.0.1:{}", env.app_port);
     let job =
         |_: usize| json!({"to_url": rx_url, "payload": {"event": "order.paid", "amount": 4200, "currency": "EUR"}});
-    let mut report: Vec<(String, String)> = Vec::new();
-    let mut put = |k: &str, v: String| {
-        println!("{k:<58} {v}");
-        report.push((k.to_owned(), v));
-    };
 
     // 1. The receiver's own ceiling.
-    let (ceiling, _) = post_many(&http, &rx_url, n, 64, |_| json!({"event": "x"}), false).await;
-    put("receiver ceiling (direct POSTs/s, c=64)", format!("{:.0}", ceiling.rate));
+    let (ceiling, _) = post_many(http, &rx_url, n, 64, |_| json!({"event": "x"}), false).await;
+    report.put("receiver ceiling (direct POSTs/s, c=64)", format!("{:.0}", ceiling.rate));
     sink.count.store(0, Ordering::Relaxed);
 
     // 2. Accept rate, no worker running.
-    let mut procs = Procs { children: vec![] };
-    procs.children.push(("app".into(), env.spawn("hook-slinger-app", &[])?));
+    procs.add("app", env.spawn("hook-slinger-app", &[])?);
     let app_pid = procs.children[0].1.id();
-    wait_ready(&http, &base).await?;
+    wait_ready(http, base).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    put("app RSS idle (MiB)", format!("{:.1}", rss_kib(app_pid, "VmRSS:") as f64 / 1024.0));
-    let (accept, _) = post_many(&http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
-    put(
+    report.put("app RSS idle (MiB)", format!("{:.1}", rss_kib(app_pid, "VmRSS:") as f64 / 1024.0));
+    let (accept, _) = post_many(http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
+    report.put(
         &format!("accept: {n} single POSTs, c=64 (202/s, p50, p99)"),
         format!("{:.0}/s  p50 {:.2} ms  p99 {:.2} ms", accept.rate, accept.p50_ms, accept.p99_ms),
     );
     let batches = n / 1000;
     let batch_body = |_: usize| json!({"jobs": (0..1000).map(job).collect::<Vec<_>>()});
-    let (batch, _) = post_many(&http, &format!("{base}/hook_slinger/batch"), batches, 4, batch_body, true).await;
-    put(&format!("accept: {batches} batches of 1,000 (jobs/s)"), format!("{:.0}", batch.rate * 1000.0));
-    put("app peak RSS (MiB)", format!("{:.1}", rss_kib(app_pid, "VmHWM:") as f64 / 1024.0));
+    let (batch, _) = post_many(http, &format!("{base}/hook_slinger/batch"), batches, 4, batch_body, true).await;
+    report.put(&format!("accept: {batches} batches of 1,000 (jobs/s)"), format!("{:.0}", batch.rate * 1000.0));
+    report.put("app peak RSS (MiB)", format!("{:.1}", rss_kib(app_pid, "VmHWM:") as f64 / 1024.0));
 
     // 3. End to end with 1 and 3 workers.
     for workers in [1usize, 3] {
-        flush(&redis_url).await?;
+        flush(redis_url).await?;
         sink.count.store(0, Ordering::Relaxed);
         let first = procs.children.len();
         for _ in 0..workers {
-            procs.children.push(("worker".into(), env.spawn("hook-slinger-worker", &[])?));
+            procs.add("worker", env.spawn("hook-slinger-worker", &[])?);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let started = Instant::now();
-        let _ = post_many(&http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
+        let _ = post_many(http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
         let done = wait_count(&sink, n as u64, Duration::from_secs(300)).await?;
         let rate = n as f64 / (done - started).as_secs_f64();
-        put(
+        report.put(
             &format!("end to end: {n} jobs, {workers} worker(s) (deliveries/s)"),
             format!("{rate:.0}  ({:.0}% of receiver ceiling)", 100.0 * rate / ceiling.rate),
         );
         if workers == 1 {
             let pid = procs.children[first].1.id();
-            put("worker peak RSS under load (MiB)", format!("{:.1}", rss_kib(pid, "VmHWM:") as f64 / 1024.0));
+            report.put("worker peak RSS under load (MiB)", format!("{:.1}", rss_kib(pid, "VmHWM:") as f64 / 1024.0));
         }
         for (_, mut c) in procs.children.drain(first..) {
             let _ = c.kill();
@@ -253,13 +372,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 4. Latency at a steady 500 jobs/s with one worker.
-    flush(&redis_url).await?;
+    flush(redis_url).await?;
     sink.count.store(0, Ordering::Relaxed);
     sink.seen.lock().unwrap().clear();
-    procs.children.push(("worker".into(), env.spawn("hook-slinger-worker", &[])?));
+    procs.add("worker", env.spawn("hook-slinger-worker", &[])?);
     let worker_pid = procs.children.last().unwrap().1.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    put("worker RSS idle (MiB)", format!("{:.1}", rss_kib(worker_pid, "VmRSS:") as f64 / 1024.0));
+    report.put("worker RSS idle (MiB)", format!("{:.1}", rss_kib(worker_pid, "VmRSS:") as f64 / 1024.0));
     let steady = 5_000usize;
     let mut ticker = tokio::time::interval(Duration::from_millis(2));
     let sent: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
@@ -286,7 +405,7 @@ async fn main() -> anyhow::Result<()> {
         sent.iter().filter_map(|(t0, id)| seen.get(id).map(|t| (*t - *t0).as_secs_f64() * 1000.0)).collect()
     };
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    put(
+    report.put(
         "POST-to-delivery at a steady 500/s, 1 worker (p50, p99)",
         format!("p50 {:.1} ms  p99 {:.1} ms", percentile(&lat, 0.5), percentile(&lat, 0.99)),
     );
@@ -296,26 +415,19 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 5. Drain a backlog queued before any worker starts.
-    flush(&redis_url).await?;
+    flush(redis_url).await?;
     sink.count.store(0, Ordering::Relaxed);
     let batch_body = |_: usize| json!({"jobs": (0..1000).map(job).collect::<Vec<_>>()});
-    let _ = post_many(&http, &format!("{base}/hook_slinger/batch"), backlog / 1000, 4, batch_body, true).await;
+    let _ = post_many(http, &format!("{base}/hook_slinger/batch"), backlog / 1000, 4, batch_body, true).await;
     let started = Instant::now();
-    procs.children.push(("worker".into(), env.spawn("hook-slinger-worker", &[])?));
+    procs.add("worker", env.spawn("hook-slinger-worker", &[])?);
     let done = wait_count(&sink, backlog as u64, Duration::from_secs(600)).await?;
-    put(
+    report.put(
         &format!("drain: {backlog} queued jobs, 1 worker (deliveries/s)"),
         format!("{:.0}", backlog as f64 / (done - started).as_secs_f64()),
     );
     let pid = procs.children.last().unwrap().1.id();
-    put("worker peak RSS draining (MiB)", format!("{:.1}", rss_kib(pid, "VmHWM:") as f64 / 1024.0));
-
-    drop(procs);
-    let _ = redis.kill();
-    let _ = redis.wait();
-    std::fs::create_dir_all("target/bench")?;
-    let json: serde_json::Map<String, Value> = report.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    std::fs::write("target/bench/results.json", serde_json::to_string_pretty(&json)?)?;
-    println!("\nwritten to target/bench/results.json");
+    report.put("worker peak RSS draining (MiB)", format!("{:.1}", rss_kib(pid, "VmHWM:") as f64 / 1024.0));
+    procs.stop("worker");
     Ok(())
 }

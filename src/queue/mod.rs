@@ -7,6 +7,7 @@
 //! test in `tests/it/apalis_workarounds.rs` that fails without it; delete
 //! both when upstream fixes the defect.
 
+pub mod poll;
 pub mod wake;
 pub mod workarounds;
 

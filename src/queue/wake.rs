@@ -19,8 +19,9 @@ pub fn channel(queue: &str) -> String {
 }
 
 /// Listens on the wake channel until `stop`, reconnecting as needed, and
-/// signals `notify` once per message (a pending signal is kept if nobody
-/// is waiting, so no wake-up is lost between two fetches).
+/// signals `notify` once per message and once per (re)subscription (a
+/// pending signal is kept if nobody is waiting, so no wake-up is lost
+/// between two fetches).
 pub async fn listen(client: redis::Client, queue: String, notify: Arc<Notify>, stop: CancellationToken) {
     let channel = channel(&queue);
     let mut backoff = Duration::from_millis(100);
@@ -29,6 +30,10 @@ pub async fn listen(client: redis::Client, queue: String, notify: Arc<Notify>, s
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     backoff = Duration::from_millis(100);
+                    // Messages published while we were not subscribed are
+                    // gone (at start, and during a reconnect): fetch once
+                    // now rather than wait for the next poll.
+                    notify.notify_one();
                     let mut messages = pubsub.on_message();
                     loop {
                         tokio::select! {
@@ -51,7 +56,10 @@ pub async fn listen(client: redis::Client, queue: String, notify: Arc<Notify>, s
     }
 }
 
-/// A stream that yields once per wake-up, for apalis's poll strategy.
+/// A stream that yields once per wake-up, for the worker's poll strategy
+/// ([`super::poll::WakeOrInterval`]). Wake-ups that arrive while nobody
+/// polls it are not lost: `Notify` keeps one permit, which the next poll
+/// takes (several wake-ups collapse into one, which is all a fetch needs).
 pub fn stream(notify: Arc<Notify>) -> Pin<Box<dyn Stream<Item = ()> + Send + Sync>> {
     Box::pin(futures::stream::unfold(notify, |n| async move {
         n.notified().await;

@@ -19,7 +19,6 @@ use std::{
 };
 
 use apalis::prelude::*;
-use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_core::backend::ext::BackendExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +27,7 @@ use crate::{
     config::Settings,
     delivery::{ClientError, Deliverer},
     metrics::{self, WorkerMetrics},
-    queue::{self, workarounds, Queue, Storage},
+    queue::{self, poll::WakeOrInterval, workarounds, Queue, Storage},
     store::{self, JobStore},
 };
 
@@ -175,8 +174,9 @@ fn run_once(
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), apalis_core::error::WorkerError>> + Send>> {
     // WORKAROUND(apalis-redis 1.0.0, APALIS.md #8): an idle worker only
     // looks for work at each heartbeat unless told to poll. We fetch when
-    // woken (work was just pushed) and poll as a safety net.
-    let strategy = Strategy::new().stream(queue::wake::stream(wake.clone())).interval(settings.worker.poll_interval);
+    // woken (work was just pushed) and poll as a safety net, with a strategy
+    // of our own (APALIS.md #11: apalis's combinator loses wake-ups).
+    let strategy = WakeOrInterval::new(queue::wake::stream(wake.clone()), settings.worker.poll_interval);
     let backend = Storage::new(conn.clone()).with_config(queue.config().clone()).poll_with_strategy(strategy);
     let worker = WorkerBuilder::new(name)
         .backend(backend)

@@ -6,6 +6,7 @@ mod api;
 mod delivery;
 mod helpers;
 mod hostile;
+mod latency;
 mod metrics;
 mod monitor;
 mod original;
