@@ -1,6 +1,7 @@
 //! The HTTP API (`hook-slinger-app`): accepts jobs, reports on them,
 //! requeues failures, and documents itself at `/docs`.
 
+mod allow;
 mod auth;
 mod body;
 mod errors;
@@ -15,7 +16,7 @@ use poem::{
     middleware::{CatchPanic, NormalizePath, Tracing, TrailingSlash},
     EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
 };
-use poem_openapi::OpenApiService;
+use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::{
     config::{ConfigError, Settings, MISSING_TOKEN},
@@ -118,7 +119,7 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
     let tokens = settings.api.tokens.clone().expect("checked in build");
     // One registry per app instance (tests run several apps in one process).
     let metrics = crate::metrics::AppMetrics::new(&settings.redis.queue);
-    Route::new()
+    let routes = Route::new()
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
@@ -140,7 +141,9 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         // Inside the error catcher: errors still carry their route template here.
         .with(metrics.middleware())
         .data(metrics.clone())
-        .catch_all_error(errors::to_json)
+        .catch_all_error(errors::to_json);
+    allow_table()
+        .around(routes)
         // A handler panic becomes an opaque JSON 500 instead of a dropped
         // connection.
         .with(CatchPanic::new().with_handler(|_| {
@@ -155,6 +158,17 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         .with(cors(&settings.api.cors))
         .with(Tracing)
         .into_endpoint()
+}
+
+/// What each path serves, for `Allow`: the documented operations, plus the
+/// one undocumented route that refuses some methods (`/docs` and
+/// `/openapi.json` answer any method).
+fn allow_table() -> allow::AllowTable {
+    let documented = Apis::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| (path.path, path.operations.into_iter().map(|op| op.method).collect()));
+    allow::AllowTable::new(documented.chain([("/metrics".to_owned(), vec![poem::http::Method::GET])]))
 }
 
 /// CORS for the API, as the original served it: every origin by default,

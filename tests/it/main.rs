@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 mod metrics;
 mod monitor;
+mod openapi;
 mod processes;
 mod rules;
 mod stranded;
