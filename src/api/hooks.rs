@@ -546,6 +546,7 @@ impl HooksApi {
     /// With an `Idempotency-Key` header, repeating the request (same token,
     /// same body, within `IDEMPOTENCY_TTL`) returns the first answer and
     /// enqueues nothing; the same key with another body is a 409.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/hook_slinger/", method = "post", operation_id = "create_job")]
     async fn create(
         &self,
@@ -555,7 +556,15 @@ impl HooksApi {
         metrics: Data<&AppMetrics>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: JsonBody<HookRequest>,
+        req: &poem::Request,
     ) -> CreateResponse {
+        // poem-openapi reads a header value that is not visible ASCII as no
+        // header at all; a key the caller did send must not be dropped.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return CreateResponse::BadRequest(Json(ErrorBody::new(
+                "Idempotency-Key must be up to 255 printable ASCII characters.",
+            )));
+        }
         let fingerprint = fingerprint(&body.0);
         let job = match intake.admit(body.0) {
             Ok(job) => job,

@@ -51,3 +51,27 @@ async fn method_not_allowed_names_the_allowed_methods() {
         assert_eq!(resp.headers()["allow"], want, "{path}");
     }
 }
+
+async fn post_with_key(app: &TestApp, key: &[u8]) -> reqwest::Response {
+    app.http
+        .post(format!("{}/hook_slinger/", app.base))
+        .header("Authorization", format!("Token {TOKEN}"))
+        .header("Idempotency-Key", reqwest::header::HeaderValue::from_bytes(key).unwrap())
+        .json(&job_body("http://example.com/"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An `Idempotency-Key` that is not printable ASCII is refused, not dropped
+/// (poem reads such a header as absent, which made the request quietly not
+/// idempotent).
+#[tokio::test]
+async fn an_unreadable_idempotency_key_is_refused() {
+    let app = spawn_app(settings(&[])).await;
+    assert_eq!(post_with_key(&app, b"order-17").await.status(), 202);
+    let resp = post_with_key(&app, b"caf\xe9").await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().contains("Idempotency-Key"), "{v}");
+}
