@@ -4,6 +4,7 @@
 mod allow;
 mod auth;
 mod body;
+mod document;
 mod errors;
 mod health;
 mod hooks;
@@ -96,9 +97,10 @@ impl Application {
     }
 }
 
-/// The OpenAPI document, for tools that want it without a server.
-pub fn openapi_spec() -> String {
-    api_service().spec()
+/// The OpenAPI document these settings serve at `/openapi.json`, for tools
+/// that want it without a server.
+pub fn openapi_spec(settings: &Settings) -> String {
+    document::served(&api_service().spec(), settings.into())
 }
 
 type Apis = listing::SharedPaths<(hooks::HooksApi, listing::ListingApi, health::HealthApi)>;
@@ -114,14 +116,21 @@ fn api_service() -> OpenApiService<Apis, ()> {
 
 fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
     let api = api_service();
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let spec = openapi_spec(settings);
+    // poem-openapi builds the Swagger UI page around its own document and
+    // keeps the builder private; the page embeds that document verbatim, so
+    // it is swapped for the served one.
+    let page = api.swagger_ui_html().replacen(&api.spec(), &spec, 1);
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(page.clone()));
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder().content_type("application/json").body(spec.clone())
+    });
     let tokens = settings.api.tokens.clone().expect("checked in build");
     // One registry per app instance (tests run several apps in one process).
     let metrics = crate::metrics::AppMetrics::new(&settings.redis.queue);
     let routes = Route::new()
         .nest("/", api)
-        .nest("/docs", docs)
+        .at("/docs", docs)
         .at("/openapi.json", spec)
         // Prometheus scrapes without a token, like /health; it exposes
         // counts only, never job ids or payloads.
