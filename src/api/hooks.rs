@@ -30,32 +30,63 @@ enum ApiTags {
     Webhooks,
 }
 
-/// A webhook job to deliver. Unknown fields are ignored.
+// Documentation only: the body is parsed by `domain::NewJob` (see
+// `body.rs`), so every rule here restates one of its rules, for the
+// document. Rules that depend on settings (`MAX_RETRIES_LIMIT`, `MAX_DELAY`)
+// and those the derive cannot state are added in `document.rs`.
+/// A webhook job to deliver. Unknown fields are ignored; `deliver_at` and
+/// `delay_seconds` exclude each other (one of them may be null).
 #[derive(Debug, Object)]
 #[oai(example)]
 struct HookRequest {
-    /// Absolute http or https URL the payload is POSTed to.
+    /// Absolute `http` or `https` URL the payload is POSTed to, written
+    /// `scheme://host[:port][/path][?query][#fragment]`, without credentials
+    /// (send those with `to_auth`). The pattern is the plain form: a host
+    /// name of letters, digits, `-` and `_`, and RFC 3986 characters after
+    /// it. Also accepted: an IP literal (dotted IPv4 or `[IPv6]`) outside the
+    /// ranges the server refuses (loopback, private and other special-purpose
+    /// ranges, unless `ALLOW_PRIVATE_DESTINATIONS`), a host name in another
+    /// script (sent in punycode), other characters in the path
+    /// (percent-encoded) and surrounding whitespace (ignored).
+    #[oai(validator(
+        min_length = 8,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*\.?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*(\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(#([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
+    ))]
     to_url: String,
-    /// Sent verbatim as the outbound `Authorization` header when not empty.
+    /// Sent verbatim as the outbound `Authorization` header when not empty
+    /// (empty or null: none). It becomes a header, so no control characters,
+    /// and at most 8,192 bytes of UTF-8.
+    #[oai(nullable, skip_serializing_if_is_none, validator(max_length = 8192, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"))]
     to_auth: Option<String>,
-    /// Optional label (1-64 of `A-Z a-z 0-9 - _ . :`); starts the job id.
+    /// Label (1-64 of `A-Z a-z 0-9 - _ . :`); starts the job id. Empty or
+    /// null: no tag.
+    #[oai(nullable, skip_serializing_if_is_none, validator(max_length = 64, pattern = r"^[A-Za-z0-9._:-]*$"))]
     tag: Option<String>,
-    /// Optional label (1-64 of `A-Z a-z 0-9 - _ . :`); starts the job id.
+    /// Label (1-64 of `A-Z a-z 0-9 - _ . :`); starts the job id. Empty or
+    /// null: no group.
+    #[oai(nullable, skip_serializing_if_is_none, validator(max_length = 64, pattern = r"^[A-Za-z0-9._:-]*$"))]
     group: Option<String>,
     /// The JSON object POSTed to `to_url` (`{}` is fine).
     payload: std::collections::BTreeMap<String, serde_json::Value>,
-    /// Retries for this job instead of `MAX_RETRIES` (at most `MAX_RETRIES_LIMIT`).
+    /// Retries for this job instead of `MAX_RETRIES`, from 0 to
+    /// `MAX_RETRIES_LIMIT`; null: `MAX_RETRIES`.
+    #[oai(nullable, skip_serializing_if_is_none, validator(minimum(value = "0")))]
     max_retries: Option<u32>,
-    /// Deliver no earlier than this time (RFC 3339); a past time means now.
+    /// Deliver no earlier than this time (RFC 3339); a past time means now,
+    /// and it may be at most `MAX_DELAY` ahead. Null: now.
+    #[oai(nullable, skip_serializing_if_is_none)]
     deliver_at: Option<DateTime<Utc>>,
-    /// Or: deliver after this many seconds (not with `deliver_at`; at most `MAX_DELAY`).
+    /// Or: deliver after this many seconds, from 0 to `MAX_DELAY`. Null:
+    /// now.
+    #[oai(nullable, skip_serializing_if_is_none, validator(minimum(value = "0")))]
     delay_seconds: Option<f64>,
 }
 
-/// Up to `BATCH_MAX` (1,000) jobs in one request.
+/// Up to `BATCH_MAX` jobs in one request.
 #[derive(Debug, Object)]
 struct BatchRequest {
-    /// The jobs, each as for `POST /hook_slinger/`.
+    /// The jobs, each as for `POST /hook_slinger/`: 1 to `BATCH_MAX`.
+    #[oai(validator(min_items = 1))]
     jobs: Vec<HookRequest>,
 }
 
@@ -547,6 +578,7 @@ impl HooksApi {
     /// With an `Idempotency-Key` header, repeating the request (same token,
     /// same body, within `IDEMPOTENCY_TTL`) returns the first answer and
     /// enqueues nothing; the same key with another body is a 409.
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/hook_slinger/", method = "post", operation_id = "create_job")]
     async fn create(
         &self,
@@ -554,9 +586,19 @@ impl HooksApi {
         service: Data<&HookService>,
         intake: Data<&Intake>,
         metrics: Data<&AppMetrics>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// Up to 255 printable ASCII characters; empty: none.
+        #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x20-\x7E]*$"))]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<HookRequest>,
+        req: &poem::Request,
     ) -> CreateResponse {
+        // poem-openapi reads a header value that is not visible ASCII as no
+        // header at all; a key the caller did send must not be dropped.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return CreateResponse::BadRequest(Json(ErrorBody::new(
+                "Idempotency-Key must be up to 255 printable ASCII characters.",
+            )));
+        }
         let fingerprint = fingerprint(&body.0);
         let job = match intake.admit(body.0) {
             Ok(job) => job,
@@ -565,11 +607,6 @@ impl HooksApi {
         };
         let result = match idempotency_key.0.filter(|k| !k.is_empty()) {
             None => service.accept(job).await.map(Idempotent::New),
-            Some(key) if key.len() > 255 || key.chars().any(char::is_control) => {
-                return CreateResponse::BadRequest(Json(ErrorBody::new(
-                    "Idempotency-Key must be 1-255 printable characters.",
-                )))
-            }
             Some(key) => {
                 let claim = IdempotencyClaim {
                     key: format!("{}:{key}", auth.0.token_id),

@@ -161,19 +161,30 @@ impl ListingApi {
         &self,
         _auth: TokenAuth,
         service: Data<&HookService>,
-        /// `queued`, `delivering`, `scheduled`, `succeeded` or `failed`.
+        /// `queued`, `delivering`, `scheduled`, `succeeded` or `failed`
+        /// (empty: any).
+        #[oai(validator(pattern = r"^(queued|delivering|scheduled|succeeded|failed)?$"))]
         state: Query<Option<String>>,
-        /// Only jobs with this group.
+        /// Only jobs with this group (empty: any).
+        #[oai(validator(max_length = 64, pattern = r"^[A-Za-z0-9._:-]*$"))]
         group: Query<Option<String>>,
-        /// Only jobs with this tag.
+        /// Only jobs with this tag (empty: any).
+        #[oai(validator(max_length = 64, pattern = r"^[A-Za-z0-9._:-]*$"))]
         tag: Query<Option<String>>,
-        /// Only jobs sent to this host (no port).
+        /// Only jobs sent to this host (no port; case and surrounding
+        /// whitespace do not matter; empty: any).
         host: Query<Option<String>>,
-        /// Only this job.
+        /// Only this job (empty: any).
+        #[oai(validator(
+            max_length = 166,
+            pattern = r"^(([A-Za-z0-9._:-]*_)?[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})?$"
+        ))]
         job_id: Query<Option<String>>,
-        /// `next_cursor` of the previous page.
+        /// `next_cursor` of the previous page (empty: the first page).
+        #[oai(validator(max_length = 276, pattern = r"^(-?[0-9]{1,18}:[A-Za-z0-9._:-]{1,256})?$"))]
         cursor: Query<Option<String>>,
-        /// Jobs per page: 1 to 500, default 50.
+        /// Jobs per page, default 50: 0 counts as 1 and more than 500 as 500.
+        #[oai(validator(minimum(value = "0"), maximum(value = "4294967295")))]
         limit: Query<Option<u32>>,
     ) -> ListResponse {
         let q =

@@ -1,8 +1,10 @@
 //! The HTTP API (`hook-slinger-app`): accepts jobs, reports on them,
 //! requeues failures, and documents itself at `/docs`.
 
+mod allow;
 mod auth;
 mod body;
+mod document;
 mod errors;
 mod health;
 mod hooks;
@@ -15,7 +17,7 @@ use poem::{
     middleware::{CatchPanic, NormalizePath, Tracing, TrailingSlash},
     EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
 };
-use poem_openapi::OpenApiService;
+use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::{
     config::{ConfigError, Settings, MISSING_TOKEN},
@@ -94,9 +96,10 @@ impl Application {
     }
 }
 
-/// The OpenAPI document, for tools that want it without a server.
-pub fn openapi_spec() -> String {
-    api_service().spec()
+/// The OpenAPI document these settings serve at `/openapi.json`, for tools
+/// that want it without a server.
+pub fn openapi_spec(settings: &Settings) -> String {
+    document::served(&api_service().spec(), settings.into())
 }
 
 type Apis = listing::SharedPaths<(hooks::HooksApi, listing::ListingApi, health::HealthApi)>;
@@ -112,14 +115,21 @@ fn api_service() -> OpenApiService<Apis, ()> {
 
 fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
     let api = api_service();
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let spec = openapi_spec(settings);
+    // poem-openapi builds the Swagger UI page around its own document and
+    // keeps the builder private; the page embeds that document verbatim, so
+    // it is swapped for the served one.
+    let page = api.swagger_ui_html().replacen(&api.spec(), &spec, 1);
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(page.clone()));
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder().content_type("application/json").body(spec.clone())
+    });
     let tokens = settings.api.tokens.clone().expect("checked in build");
     // One registry per app instance (tests run several apps in one process).
     let metrics = crate::metrics::AppMetrics::new(&settings.redis.queue);
-    Route::new()
+    let routes = Route::new()
         .nest("/", api)
-        .nest("/docs", docs)
+        .at("/docs", docs)
         .at("/openapi.json", spec)
         // Prometheus scrapes without a token, like /health; it exposes
         // counts only, never job ids or payloads.
@@ -139,7 +149,9 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         // Inside the error catcher: errors still carry their route template here.
         .with(metrics.middleware())
         .data(metrics.clone())
-        .catch_all_error(errors::to_json)
+        .catch_all_error(errors::to_json);
+    allow_table()
+        .around(routes)
         // A handler panic becomes an opaque JSON 500 instead of a dropped
         // connection.
         .with(CatchPanic::new().with_handler(|_| {
@@ -154,6 +166,17 @@ fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
         .with(cors(&settings.api.cors))
         .with(Tracing)
         .into_endpoint()
+}
+
+/// What each path serves, for `Allow`: the documented operations, plus the
+/// one undocumented route that refuses some methods (`/docs` and
+/// `/openapi.json` answer any method).
+fn allow_table() -> allow::AllowTable {
+    let documented = Apis::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| (path.path, path.operations.into_iter().map(|op| op.method).collect()));
+    allow::AllowTable::new(documented.chain([("/metrics".to_owned(), vec![poem::http::Method::GET])]))
 }
 
 /// CORS for the API, as the original served it: every origin by default,

@@ -16,7 +16,7 @@ const OPEN: &[&str] = &["/health", "/ready", "/docs", "/openapi.json"];
 
 /// Every operation in the OpenAPI document, with a concrete path.
 fn operations() -> Vec<(String, String)> {
-    let spec: Value = serde_json::from_str(&hook_slinger::api::openapi_spec()).unwrap();
+    let spec: Value = serde_json::from_str(&hook_slinger::api::openapi_spec(&settings(&[]))).unwrap();
     let id = format!("group_tag_{}", uuid::Uuid::new_v4());
     let mut ops = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {

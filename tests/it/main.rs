@@ -9,6 +9,7 @@ mod hostile;
 mod latency;
 mod metrics;
 mod monitor;
+mod openapi;
 mod original;
 mod processes;
 mod rules;
