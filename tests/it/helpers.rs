@@ -447,3 +447,20 @@ impl Drop for OwnRedis {
 pub fn job_body(to_url: &str) -> Value {
     serde_json::json!({"to_url": to_url, "payload": {"hello": "world", "n": 1}})
 }
+
+/// A failed attempt record (HTTP 500) numbered `n` in cycle 0, for tests that
+/// drive the store's claim and finish by hand.
+pub fn attempt(n: u32) -> hook_slinger::jobs::Attempt {
+    hook_slinger::jobs::Attempt {
+        attempt: n,
+        cycle: 0,
+        started_at: chrono::Utc::now(),
+        duration_ms: 1,
+        status: Some(500),
+        error: None,
+        worker: "test".into(),
+        response_headers: None,
+        response_body: None,
+        response_truncated: false,
+    }
+}

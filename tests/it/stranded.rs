@@ -145,18 +145,7 @@ async fn a_claim_whose_worker_vanished_is_reconciled() {
     assert_eq!(rec.attempt_log[0].cycle, 0, "same cycle: the lost attempt is made again, not a new cycle");
     assert_eq!(deliveries(&rx)[id.as_str()], 1);
     // The ghost's late result is refused: it no longer holds the claim.
-    let late = hook_slinger::jobs::Attempt {
-        attempt: 1,
-        cycle: 0,
-        started_at: Utc::now(),
-        duration_ms: 1,
-        status: Some(500),
-        error: None,
-        worker: "ghost".into(),
-        response_headers: None,
-        response_body: None,
-        response_truncated: false,
-    };
+    let late = attempt(1);
     let next = hook_slinger::store::NextStep::Failed("late".into());
     assert!(!app.store.finish(&id, 1, "ghost-token", &late, next).await.unwrap());
     assert_eq!(app.record(id.as_str()).await.state, JobState::Succeeded);

@@ -5,28 +5,13 @@ use std::time::Duration;
 use chrono::Utc;
 use hook_slinger::{
     domain::JobId,
-    jobs::{Attempt, JobState},
+    jobs::JobState,
     monitor::console::{Console, Selection},
     store::{Claim, JobStore, NextStep, ATTEMPT_LOG_MAX},
 };
 
 use super::{monitor_settings, store_jobs};
-use crate::helpers::spawn_app;
-
-pub fn attempt(n: u32) -> Attempt {
-    Attempt {
-        attempt: n,
-        cycle: 0,
-        started_at: Utc::now(),
-        duration_ms: 1,
-        status: Some(500),
-        error: None,
-        worker: "test".into(),
-        response_headers: None,
-        response_body: None,
-        response_truncated: false,
-    }
-}
+use crate::helpers::{attempt, spawn_app};
 
 /// Makes attempt `n` of cycle 0 and records it with `next`.
 pub async fn fail_attempt(store: &JobStore, id: &JobId, n: u32, next: NextStep) {
