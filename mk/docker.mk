@@ -7,9 +7,19 @@
 
 HS_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
 
-DOCKER_COMPOSE ?= docker compose
+# Compose v2 (the `docker compose` plugin) where it is installed, else the
+# standalone v1 `docker-compose` (Debian's package). Every target below works
+# with both: `up --wait`, which v1 lacks, is scripts/compose-wait.sh.
+DOCKER_COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 COMPOSE_PROJECT ?= hook-slinger
-HS_COMPOSE := $(DOCKER_COMPOSE) -p $(COMPOSE_PROJECT) --project-directory $(HS_ROOT) -f $(HS_ROOT)/docker-compose.yml
+# The image tag docker-compose.yml uses: HOOK_SLINGER_TAG from the
+# environment, else from .env, else `local`.
+HOOK_SLINGER_TAG ?= $(or $(shell sed -n 's/^HOOK_SLINGER_TAG=//p' $(HS_ROOT)/.env 2>/dev/null | tail -n 1),local)
+# compose-test adds its own file and project name to these.
+COMPOSE_FILES ?= $(HS_ROOT)/docker-compose.yml
+HS_COMPOSE = HOOK_SLINGER_TAG=$(HOOK_SLINGER_TAG) $(DOCKER_COMPOSE) -p $(COMPOSE_PROJECT) --project-directory $(HS_ROOT) $(addprefix -f ,$(COMPOSE_FILES))
+# How long start_servers and worker_scale wait for healthy containers (s).
+COMPOSE_WAIT ?= 180
 # How much history the *_logs targets show before following.
 LOG_TAIL ?= 200
 
@@ -18,15 +28,29 @@ DEPLOY_VENV ?= $(HS_ROOT)/target/lint-deploy/venv
 DEPLOY_PYTHON ?= python3
 DEPLOY_REQUIREMENTS := $(HS_ROOT)/deploy/checks/requirements.txt
 
-.PHONY: start_servers start-servers stop_servers stop-servers \
+.PHONY: base_images base-images image start_servers start-servers stop_servers stop-servers \
 	worker_scale worker-scale app_logs app-logs worker_logs worker-logs \
-	monitor_logs monitor-logs lint-deploy
+	monitor_logs monitor-logs compose-test compose_test compose-env lint-deploy
 
-## start_servers: build the image and start redis, app, worker and monitor
-start_servers start-servers:
+## base_images: only for a Docker engine that cannot pull from a registry:
+## local stand-ins, made with debootstrap, for the images the Dockerfile and
+## docker-compose.yml name (seconds once they exist)
+base_images base-images:
+	$(HS_ROOT)/scripts/base-images.sh
+
+## image: build hook-slinger:$(HOOK_SLINGER_TAG) with BuildKit (start_servers does it)
+image:
+	$(HS_ROOT)/scripts/docker-build.sh -t hook-slinger:$(HOOK_SLINGER_TAG) $(HS_ROOT)
+
+compose-env:
 	@test -f $(HS_ROOT)/.env || { \
 		echo "No .env: run 'cp .env.example .env' and set API_TOKEN first." >&2; exit 1; }
-	$(HS_COMPOSE) up --detach --build --wait
+
+## start_servers: build the image and start redis, app, worker and monitor,
+## then wait until all are healthy
+start_servers start-servers: compose-env image
+	$(HS_COMPOSE) up --detach --no-build
+	@$(HS_ROOT)/scripts/compose-wait.sh $(COMPOSE_PROJECT) $(COMPOSE_WAIT)
 
 ## stop_servers: stop and remove this project's containers and network (the
 ## Redis volume stays; `docker compose -p hook-slinger down --volumes` drops it)
@@ -36,7 +60,8 @@ stop_servers stop-servers:
 ## worker_scale n=3: run n worker containers
 worker_scale worker-scale:
 	@case "$(n)" in ''|*[!0-9]*) echo "usage: make worker_scale n=3" >&2; exit 2;; esac
-	$(HS_COMPOSE) up --detach --no-deps --no-recreate --scale worker=$(n) worker
+	$(HS_COMPOSE) up --detach --no-deps --no-recreate --no-build --scale worker=$(n) worker
+	@$(HS_ROOT)/scripts/compose-wait.sh $(COMPOSE_PROJECT) $(COMPOSE_WAIT)
 
 ## app_logs / worker_logs / monitor_logs: follow the logs (all worker replicas)
 app_logs app-logs:
@@ -47,6 +72,12 @@ worker_logs worker-logs:
 
 monitor_logs monitor-logs:
 	$(HS_COMPOSE) logs --follow --tail=$(LOG_TAIL) monitor
+
+## compose-test: the compose stack end to end under its own project name
+## (three workers, a killed worker, a Redis restart); skipped, saying so,
+## when no Docker engine answers
+compose-test compose_test:
+	@$(HS_ROOT)/tests/compose/compose_test.py
 
 ## lint-deploy: check Dockerfile, compose file and Kubernetes manifests offline
 lint-deploy: $(DEPLOY_VENV)/.installed
@@ -61,6 +92,6 @@ $(DEPLOY_VENV)/.installed: $(DEPLOY_REQUIREMENTS)
 
 # Included before the main Makefile's own targets, this file must not become
 # the default goal: a bare `make` should never start containers.
-ifeq ($(.DEFAULT_GOAL),start_servers)
+ifeq ($(.DEFAULT_GOAL),base_images)
 .DEFAULT_GOAL :=
 endif

@@ -13,7 +13,8 @@ What is checked:
   docker-compose.yml  the Compose Specification schema (as vendored by
                       check-jsonschema), then the services and properties
                       that docs/DEPLOY.md promises; `docker compose config`
-                      as well where the compose plugin is installed.
+                      as well where Compose is installed (the v2 plugin, else
+                      v1 `docker-compose`: the Makefile supports both).
   deploy/kubernetes   Kubernetes' OpenAPI schemas in strict mode (unknown
                       fields are errors) for the oldest and newest versions
                       we support, hand-written schemas for the two KEDA kinds,
@@ -397,20 +398,30 @@ def check_compose_monitor() -> None:
     finish(problems)
 
 
-def check_docker_compose_config() -> str:
+def compose_command() -> list[str] | None:
+    """The Compose the Makefile would use: the v2 plugin, else v1."""
     docker = shutil.which("docker")
-    if not docker or run([docker, "compose", "version"]).returncode != 0:
-        raise Skipped("the docker client here has no compose plugin")
+    if docker and run([docker, "compose", "version"]).returncode == 0:
+        return [docker, "compose"]
+    v1 = shutil.which("docker-compose")
+    return [v1] if v1 else None
+
+
+def check_docker_compose_config() -> str:
+    command = compose_command()
+    if command is None:
+        raise Skipped("neither the compose plugin nor docker-compose is installed")
     with tempfile.TemporaryDirectory() as tmp:
         # env_file: .env must exist; use the example (or nothing) for the check.
         example = ROOT / ".env.example"
         Path(tmp, ".env").write_text(example.read_text() if example.exists() else "")
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
-        result = run([docker, "compose", "--project-directory", tmp, "-f", str(COMPOSE), "config", "--quiet"],
+        result = run([*command, "--project-directory", tmp, "-f", str(COMPOSE), "config", "--quiet"],
                      env=env)
     if result.returncode != 0:
         raise Failed("\n" + (result.stdout + result.stderr).strip())
-    return run([docker, "compose", "version", "--short"]).stdout.strip()
+    version = run([*command, "version", "--short"]).stdout.strip()
+    return f"{'docker compose' if len(command) > 1 else 'docker-compose'} {version}"
 
 
 # --------------------------------------------------------------------------
@@ -607,7 +618,8 @@ def check_makefile() -> None:
         rule = re.match(r"([^\s:=#][^:=]*?)\s*::?(?!=)", line)
         if rule:
             targets.update(rule.group(1).split())
-    wanted = ("start_servers", "stop_servers", "worker_scale", "app_logs", "worker_logs", "monitor_logs")
+    wanted = ("start_servers", "stop_servers", "worker_scale", "app_logs", "worker_logs", "monitor_logs",
+              "base_images", "compose_test")
     for target in wanted + ("lint-deploy",):
         for spelling in dict.fromkeys((target, target.replace("_", "-"))):
             expect(spelling in targets, f"target {spelling} is missing", problems)
