@@ -115,11 +115,12 @@ fn api_service() -> OpenApiService<Apis, ()> {
 
 fn routes(settings: &Settings, service: HookService) -> impl poem::Endpoint {
     let api = api_service();
-    let spec = openapi_spec(settings);
+    let generated = api.spec();
+    let spec = document::served(&generated, settings.into());
     // poem-openapi builds the Swagger UI page around its own document and
     // keeps the builder private; the page embeds that document verbatim, so
     // it is swapped for the served one.
-    let page = api.swagger_ui_html().replacen(&api.spec(), &spec, 1);
+    let page = api.swagger_ui_html().replacen(&generated, &spec, 1);
     let docs = poem::endpoint::make_sync(move |_| poem::web::Html(page.clone()));
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder().content_type("application/json").body(spec.clone())
