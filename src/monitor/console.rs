@@ -175,7 +175,7 @@ impl Console {
 
     /// [`Console::requeue_all_failed`] with another bound than
     /// [`BULK_REQUEUE_MAX`] (tests use a small one).
-    #[tracing::instrument(skip_all, fields(max))]
+    #[tracing::instrument(skip_all, fields(max = max))]
     pub async fn requeue_failed_upto(&self, selection: &Selection, max: usize) -> Result<BulkRequeued, ConsoleError> {
         let filter = JobFilter {
             state: Some(JobState::Failed),
