@@ -122,6 +122,8 @@ struct Env {
     redis_url: String,
     app_port: u16,
     queue: String,
+    /// The benchmark's own redis-server, whose CPU time is measured.
+    redis_pid: u32,
 }
 
 impl Env {
@@ -216,6 +218,69 @@ async fn flush(redis_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What Redis spent: CPU time of the redis-server process (utime + stime
+/// from `/proc/<pid>/stat`, every thread) and commands run (the sum of
+/// `calls` in `INFO commandstats`, which counts commands run inside scripts
+/// too). Differences between two readings give the cost of the work between.
+#[derive(Clone)]
+struct RedisCost {
+    cpu_us: f64,
+    commands: u64,
+    /// Per command name: calls and the µs Redis says it spent in them.
+    by_command: HashMap<String, (u64, f64)>,
+}
+
+impl RedisCost {
+    async fn read(pid: u32, redis_url: &str) -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')').context("stat format")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        let hz = 100.0; // USER_HZ, 100 on every Linux this runs on.
+        let client = redis::Client::open(redis_url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await?;
+        let by_command: HashMap<String, (u64, f64)> = info
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let field = |f: &str| rest.split(',').find_map(|kv| kv.strip_prefix(f));
+                Some((name.to_owned(), (field("calls=")?.parse().ok()?, field("usec=")?.parse().ok()?)))
+            })
+            .collect();
+        let commands = by_command.values().map(|(calls, _)| calls).sum();
+        Ok(Self { cpu_us: ticks as f64 / hz * 1e6, commands, by_command })
+    }
+
+    /// With `BENCH_VERBOSE=1`: the commands behind the figure, per job,
+    /// costliest first (script time includes the commands it runs).
+    fn print_breakdown(&self, after: &Self, jobs: usize) {
+        if std::env::var("BENCH_VERBOSE").is_err() {
+            return;
+        }
+        let mut rows: Vec<(String, f64, f64)> = after
+            .by_command
+            .iter()
+            .map(|(name, (calls, usec))| {
+                let (c0, u0) = self.by_command.get(name).copied().unwrap_or_default();
+                (name.clone(), (calls - c0) as f64 / jobs as f64, (usec - u0) / jobs as f64)
+            })
+            .filter(|r| r.1 > 0.0)
+            .collect();
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        for (name, calls, usec) in rows {
+            println!("    {name:<24} {calls:>6.2} calls/job  {usec:>6.1} µs/job");
+        }
+    }
+
+    /// "µs per job, commands per job" for `jobs` jobs since `self`.
+    fn per_job(&self, after: &Self, jobs: usize) -> (f64, f64) {
+        let n = jobs.max(1) as f64;
+        (((after.cpu_us - self.cpu_us) / n), (after.commands.saturating_sub(self.commands)) as f64 / n)
+    }
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
         if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -264,7 +329,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let only_latency = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "latency");
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let only_latency = only == "latency";
+    let only_e2e = only == "e2e";
     let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
 
     // Our own Redis, without persistence, so runs are comparable.
@@ -278,7 +345,13 @@ async fn bench() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-    let env = Env { bin, redis_url: redis_url.clone(), app_port: free_port(), queue: "bench".to_owned() };
+    let env = Env {
+        bin,
+        redis_url: redis_url.clone(),
+        app_port: free_port(),
+        queue: "bench".to_owned(),
+        redis_pid: redis.id(),
+    };
     let base = format!("http://127.0.0.1:{}", env.app_port);
     let mut procs = Procs::default();
     let mut report = Report::default();
@@ -287,7 +360,10 @@ async fn bench() -> anyhow::Result<()> {
             procs.add("app", env.spawn("hook-slinger-app", &[])?);
             wait_ready(&http, &base).await?;
         } else {
-            throughput(&env, &http, &base, &mut procs, &mut report).await?;
+            throughput(&env, &http, &base, &mut procs, &mut report, only_e2e).await?;
+            if only_e2e {
+                return Ok(());
+            }
         }
         latency::run(&env, &base, &mut procs, &mut report).await
     }
@@ -296,7 +372,7 @@ async fn bench() -> anyhow::Result<()> {
     let _ = redis.kill();
     let _ = redis.wait();
     result?;
-    report.write(only_latency)
+    report.write(only_latency || only_e2e)
 }
 
 /// Accept rates, end-to-end throughput, latency at 500/s and backlog drain,
@@ -307,6 +383,7 @@ async fn throughput(
     base: &str,
     procs: &mut Procs,
     report: &mut Report,
+    only_e2e: bool,
 ) -> anyhow::Result<()> {
     let redis_url = &env.redis_url;
     let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
@@ -333,6 +410,27 @@ async fn throughput(
     wait_ready(http, base).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     report.put("app RSS idle (MiB)", format!("{:.1}", rss_kib(app_pid, "VmRSS:") as f64 / 1024.0));
+    if !only_e2e {
+        accept_rates(env, http, base, report, app_pid, n, &job).await?;
+    }
+    end_to_end(env, http, base, procs, report, &sink, ceiling.rate, n, &job).await?;
+    if only_e2e {
+        return Ok(());
+    }
+    steady_and_drain(env, http, base, procs, report, &sink, backlog, &job).await
+}
+
+/// Single and batch accept rates, no worker running.
+async fn accept_rates(
+    env: &Env,
+    http: &reqwest::Client,
+    base: &str,
+    report: &mut Report,
+    app_pid: u32,
+    n: usize,
+    job: &impl Fn(usize) -> Value,
+) -> anyhow::Result<()> {
+    let _ = env;
     let (accept, _) = post_many(http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
     report.put(
         &format!("accept: {n} single POSTs, c=64 (202/s, p50, p99)"),
@@ -343,8 +441,23 @@ async fn throughput(
     let (batch, _) = post_many(http, &format!("{base}/hook_slinger/batch"), batches, 4, batch_body, true).await;
     report.put(&format!("accept: {batches} batches of 1,000 (jobs/s)"), format!("{:.0}", batch.rate * 1000.0));
     report.put("app peak RSS (MiB)", format!("{:.1}", rss_kib(app_pid, "VmHWM:") as f64 / 1024.0));
+    Ok(())
+}
 
-    // 3. End to end with 1 and 3 workers.
+/// End to end with 1 and 3 workers, with what Redis spent per job.
+#[allow(clippy::too_many_arguments)]
+async fn end_to_end(
+    env: &Env,
+    http: &reqwest::Client,
+    base: &str,
+    procs: &mut Procs,
+    report: &mut Report,
+    sink: &Sink,
+    ceiling: f64,
+    n: usize,
+    job: &impl Fn(usize) -> Value,
+) -> anyhow::Result<()> {
+    let redis_url = &env.redis_url;
     for workers in [1usize, 3] {
         flush(redis_url).await?;
         sink.count.store(0, Ordering::Relaxed);
@@ -353,13 +466,23 @@ async fn throughput(
             procs.add("worker", env.spawn("hook-slinger-worker", &[])?);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = RedisCost::read(env.redis_pid, redis_url).await?;
         let started = Instant::now();
         let _ = post_many(http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
-        let done = wait_count(&sink, n as u64, Duration::from_secs(300)).await?;
+        let done = wait_count(sink, n as u64, Duration::from_secs(300)).await?;
         let rate = n as f64 / (done - started).as_secs_f64();
+        // The last results are recorded just after their delivery arrives.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = RedisCost::read(env.redis_pid, redis_url).await?;
+        let (cpu, cmds) = before.per_job(&after, n);
+        before.print_breakdown(&after, n);
         report.put(
             &format!("end to end: {n} jobs, {workers} worker(s) (deliveries/s)"),
-            format!("{rate:.0}  ({:.0}% of receiver ceiling)", 100.0 * rate / ceiling.rate),
+            format!("{rate:.0}  ({:.0}% of receiver ceiling)", 100.0 * rate / ceiling),
+        );
+        report.put(
+            &format!("Redis per job, {workers} worker(s): accept + delivery (CPU µs, commands)"),
+            format!("{cpu:.1} µs  {cmds:.1} commands"),
         );
         if workers == 1 {
             let pid = procs.children[first].1.id();
@@ -370,7 +493,22 @@ async fn throughput(
             let _ = c.wait();
         }
     }
+    Ok(())
+}
 
+/// Latency at a steady 500 jobs/s, then the drain of a backlog, one worker.
+#[allow(clippy::too_many_arguments)]
+async fn steady_and_drain(
+    env: &Env,
+    http: &reqwest::Client,
+    base: &str,
+    procs: &mut Procs,
+    report: &mut Report,
+    sink: &Sink,
+    backlog: usize,
+    job: &impl Fn(usize) -> Value,
+) -> anyhow::Result<()> {
+    let redis_url = &env.redis_url;
     // 4. Latency at a steady 500 jobs/s with one worker.
     flush(redis_url).await?;
     sink.count.store(0, Ordering::Relaxed);
@@ -398,7 +536,7 @@ async fn throughput(
         }));
     }
     futures::future::join_all(tasks).await;
-    wait_count(&sink, steady as u64, Duration::from_secs(60)).await?;
+    wait_count(sink, steady as u64, Duration::from_secs(60)).await?;
     let mut lat: Vec<f64> = {
         let seen = sink.seen.lock().unwrap();
         let sent = sent.lock().unwrap();
@@ -421,7 +559,7 @@ async fn throughput(
     let _ = post_many(http, &format!("{base}/hook_slinger/batch"), backlog / 1000, 4, batch_body, true).await;
     let started = Instant::now();
     procs.add("worker", env.spawn("hook-slinger-worker", &[])?);
-    let done = wait_count(&sink, backlog as u64, Duration::from_secs(600)).await?;
+    let done = wait_count(sink, backlog as u64, Duration::from_secs(600)).await?;
     report.put(
         &format!("drain: {backlog} queued jobs, 1 worker (deliveries/s)"),
         format!("{:.0}", backlog as f64 / (done - started).as_secs_f64()),
