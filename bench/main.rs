@@ -385,7 +385,6 @@ async fn throughput(
     report: &mut Report,
     only_e2e: bool,
 ) -> anyhow::Result<()> {
-    let redis_url = &env.redis_url;
     let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
 

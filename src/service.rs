@@ -1,15 +1,15 @@
 //! The operations on jobs that the app, the worker and the monitor share.
 //! Each is one function here so every entry point behaves the same.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{JobId, NewJob},
-    jobs::{JobRecord, JobSpec, JobState, QueueTask},
+    jobs::{AttemptRef, JobRecord, JobSpec, JobState, QueueTask},
     queue::Queue,
-    store::{Created, IdempotencyClaim, JobStore, NewRecord, Requeue, StoreError},
+    store::{coalesce::Coalescer, CreateRequest, Created, IdempotencyClaim, JobStore, NewRecord, Requeue, StoreError},
 };
 
 /// Accepting or changing a job failed for a reason the caller cannot fix.
@@ -82,19 +82,38 @@ enum Stored {
     Duplicate { fingerprint: String, accepted: Accepted },
 }
 
+/// One request's jobs on their way to the store.
+struct Commit {
+    now: DateTime<Utc>,
+    claim: Option<IdempotencyClaim>,
+    jobs: Vec<(JobId, JobSpec, Option<DateTime<Utc>>)>,
+}
+
 /// Job operations over one store and queue.
 #[derive(Clone)]
 pub struct HookService {
     store: JobStore,
-    queue: Queue,
     timeout: Duration,
+    /// Concurrent requests' jobs are stored and queued together (see
+    /// `store::coalesce`): one create script and one queue push per batch.
+    commits: Arc<Coalescer<Commit, Created>>,
 }
 
 impl HookService {
     /// `timeout` bounds every operation, so a hung Redis turns into an
     /// error instead of a hung request.
     pub fn new(store: JobStore, queue: Queue, timeout: Duration) -> Self {
-        Self { store, queue, timeout }
+        let commits = {
+            let (store, queue) = (store.clone(), queue.clone());
+            Arc::new(Coalescer::weighed(
+                |c: &Commit| c.jobs.len().max(1),
+                move |batch: Vec<Commit>| {
+                    let (store, queue) = (store.clone(), queue.clone());
+                    async move { commit(&store, &queue, timeout, batch).await }
+                },
+            ))
+        };
+        Self { store, timeout, commits }
     }
 
     /// The job store.
@@ -181,55 +200,27 @@ impl HookService {
         if let [(id, _, _)] = prepared.as_slice() {
             tracing::Span::current().record("job_id", tracing::field::display(id));
         }
-        let records: Vec<NewRecord<'_>> =
-            prepared.iter().map(|(id, spec, due)| NewRecord { id, spec, due: *due }).collect();
-        let created = self.bounded(async { Ok(self.store.create(&records, claim.as_ref(), now).await?) }).await?;
-        if let Created::Duplicate { fingerprint, id, queued_at, state } = created {
-            if state == Some(JobState::Queued) {
-                self.queue_first(&[QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 }]).await;
-            }
+        let accepted: Vec<(JobId, Option<DateTime<Utc>>, String)> =
+            prepared.iter().map(|(id, spec, due)| (id.clone(), *due, spec.to_url.host().to_owned())).collect();
+        let commit = Commit { now, claim, jobs: prepared };
+        let created = self.bounded(async { Ok(self.commits.submit(commit).await?) }).await?;
+        if let Created::Duplicate { fingerprint, id, queued_at, .. } = created {
             let accepted = Accepted { id, queued_at, deliver_at: None };
             return Ok(vec![Stored::Duplicate { fingerprint, accepted }]);
         }
-        let first_tasks: Vec<QueueTask> = prepared
-            .iter()
-            .filter(|(_, _, due)| due.is_none())
-            .map(|(id, _, _)| QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 })
-            .collect();
-        self.queue_first(&first_tasks).await;
         // A single job's id is already a field of this span.
-        let single = prepared.len() == 1;
-        for (id, spec, due) in &prepared {
-            let host = spec.to_url.host();
+        let single = accepted.len() == 1;
+        for (id, due, host) in &accepted {
             let job_id = (!single).then_some(tracing::field::display(id));
             match due {
                 Some(at) => tracing::info!(job_id, host, deliver_at = %at, "accepted, scheduled"),
                 None => tracing::info!(job_id, host, "accepted"),
             }
         }
-        Ok(prepared
+        Ok(accepted
             .into_iter()
-            .map(|(id, _, due)| Stored::New(Accepted { id, queued_at: now, deliver_at: due }))
+            .map(|(id, due, _)| Stored::New(Accepted { id, queued_at: now, deliver_at: due }))
             .collect())
-    }
-
-    /// Puts stored jobs' first attempts on the queue. They are accepted
-    /// whatever happens here: a failure only delays them until the
-    /// reconciler finds them (`RECONCILE_AFTER`), so it is logged, not
-    /// returned.
-    async fn queue_first(&self, tasks: &[QueueTask]) {
-        match tokio::time::timeout(self.timeout, self.queue.push(tasks)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(
-                jobs = tasks.len(), error.message = %e, error.cause_chain = ?e,
-                "stored but not queued; the reconciler will queue them"
-            ),
-            Err(_) => tracing::warn!(
-                jobs = tasks.len(),
-                timeout_s = self.timeout.as_secs_f64(),
-                "queueing timed out; if it did not happen, the reconciler will queue them"
-            ),
-        }
     }
 
     /// Reads a job.
@@ -251,5 +242,100 @@ impl HookService {
     /// Answers when Redis answers.
     pub async fn ready(&self) -> Result<(), ServiceError> {
         self.bounded(async { Ok(self.store.ping().await?) }).await
+    }
+}
+
+/// Stores several requests' jobs in one round trip, then puts the first
+/// attempts of those due now on the queue, [`QueueTask::MAX_ATTEMPTS`] per
+/// task, in one more. Jobs are accepted once stored: a failed push is
+/// logged, and the reconciler queues them after `RECONCILE_AFTER`. A
+/// replayed request whose job is still `queued` has its task pushed again
+/// (the first request may have stopped between storing and queueing); if
+/// apalis still holds that task, the push is a no-op, and the claim step
+/// makes any duplicate harmless.
+async fn commit(
+    store: &JobStore,
+    queue: &Queue,
+    timeout: Duration,
+    batch: Vec<Commit>,
+) -> Result<Vec<Created>, StoreError> {
+    let prefix = format!("a.{}", uuid::Uuid::new_v4().simple());
+    let mut due_now = 0usize;
+    let names: Vec<Vec<Option<String>>> = batch
+        .iter()
+        .map(|c| {
+            c.jobs
+                .iter()
+                .map(|(_, _, due)| {
+                    due.is_none().then(|| {
+                        let name = format!("{prefix}.{}", due_now / QueueTask::MAX_ATTEMPTS);
+                        due_now += 1;
+                        name
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let requests: Vec<CreateRequest<'_>> = batch
+        .iter()
+        .zip(&names)
+        .map(|(c, names)| CreateRequest {
+            jobs: c
+                .jobs
+                .iter()
+                .zip(names)
+                .map(|((id, spec, due), task)| NewRecord { id, spec, due: *due, task: task.as_deref() })
+                .collect(),
+            idempotency: c.claim.as_ref(),
+            now: c.now,
+        })
+        .collect();
+    let created = store.create_many(&requests).await?;
+    let mut tasks: Vec<QueueTask> = Vec::new();
+    fn add(tasks: &mut Vec<QueueTask>, task: &str, job_id: &JobId) {
+        let attempt = AttemptRef { job_id: job_id.clone(), cycle: 0, attempt: 1 };
+        match tasks.iter_mut().rev().find(|t| t.task_id() == task) {
+            Some(QueueTask::DeliverBatchV1 { attempts, .. }) => attempts.push(attempt),
+            _ => tasks.push(QueueTask::DeliverBatchV1 { id: task.to_owned(), attempts: vec![attempt] }),
+        }
+    }
+    for ((c, names), outcome) in batch.iter().zip(&names).zip(&created) {
+        match outcome {
+            Created::New(_) => {
+                for ((id, _, _), name) in c.jobs.iter().zip(names) {
+                    if let Some(name) = name {
+                        add(&mut tasks, name, id);
+                    }
+                }
+            }
+            Created::Duplicate { id, state: Some(JobState::Queued), task: Some(task), .. } => {
+                add(&mut tasks, task, id);
+            }
+            Created::Duplicate { id, state: Some(JobState::Queued), task: None, .. } => {
+                tasks.push(QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 });
+            }
+            Created::Duplicate { .. } => {}
+        }
+    }
+    queue_first(queue, timeout, &tasks).await;
+    Ok(created)
+}
+
+/// Puts stored jobs' first attempts on the queue. They are accepted
+/// whatever happens here: a failure only delays them until the reconciler
+/// finds them (`RECONCILE_AFTER`), so it is logged, not returned.
+async fn queue_first(queue: &Queue, timeout: Duration, tasks: &[QueueTask]) {
+    let jobs: usize = tasks.iter().map(QueueTask::len).sum();
+    match tokio::time::timeout(timeout, queue.push(tasks)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            jobs, error.message = %e, error.cause_chain = ?e,
+            "stored but not queued; the reconciler will queue them"
+        ),
+        Err(_) => tracing::warn!(
+            jobs,
+            timeout_s = timeout.as_secs_f64(),
+            "queueing timed out; if it did not happen, the reconciler will queue them"
+        ),
     }
 }

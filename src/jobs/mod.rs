@@ -208,14 +208,62 @@ pub enum QueueTask {
         /// The attempt number within the cycle.
         attempt: u32,
     },
+    /// Make several attempts (of different jobs). apalis-redis spends about
+    /// ten Redis commands on each task whatever it carries, so the attempts
+    /// accepted or falling due together travel as one task (at most
+    /// [`QueueTask::MAX_ATTEMPTS`]). Each job records the id of the task
+    /// that carries its attempt (the reconciler looks for it).
+    DeliverBatchV1 {
+        /// The task id, unique per batch.
+        id: String,
+        /// The attempts.
+        attempts: Vec<AttemptRef>,
+    },
+}
+
+/// One attempt of one job, as a queue task names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRef {
+    /// The job.
+    pub job_id: JobId,
+    /// The retry cycle this attempt belongs to.
+    pub cycle: u32,
+    /// The attempt number within the cycle.
+    pub attempt: u32,
 }
 
 impl QueueTask {
-    /// The apalis task id: unique per attempt, deterministic so that pushing
-    /// the same attempt twice is a no-op in apalis-redis (`HSETNX`).
+    /// Attempts per batch task at most: large enough that the queue's cost
+    /// per job is small, small enough that a burst spreads over workers.
+    pub const MAX_ATTEMPTS: usize = 32;
+
+    /// The apalis task id: deterministic, so that pushing the same task
+    /// twice is a no-op in apalis-redis (`HSETNX`).
     pub fn task_id(&self) -> String {
         match self {
             Self::DeliverV1 { job_id, cycle, attempt } => format!("{job_id}.{cycle}.{attempt}"),
+            Self::DeliverBatchV1 { id, .. } => id.clone(),
+        }
+    }
+
+    /// How many attempts this task makes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::DeliverV1 { .. } => 1,
+            Self::DeliverBatchV1 { attempts, .. } => attempts.len(),
+        }
+    }
+
+    /// Whether it makes no attempt at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The attempts this task makes.
+    pub fn attempts(self) -> Vec<AttemptRef> {
+        match self {
+            Self::DeliverV1 { job_id, cycle, attempt } => vec![AttemptRef { job_id, cycle, attempt }],
+            Self::DeliverBatchV1 { attempts, .. } => attempts,
         }
     }
 }

@@ -55,7 +55,10 @@ pub fn apalis_config(settings: &Settings) -> apalis_redis::Config {
         // nobody listens (we wake workers ourselves), so each would be a
         // wasted PUBLISH per job (measured: 2 PUBLISH per job with it on).
         .emit_events(false)
-        .batch_size(w.concurrency.clamp(1, 100))
+        // A task may carry up to QueueTask::MAX_ATTEMPTS attempts: a fetch
+        // of a few tasks is plenty of work, and leaves the rest of a burst
+        // to other workers.
+        .batch_size((w.concurrency / 8).clamp(1, 16))
 }
 
 /// Puts attempts on the apalis queue.
@@ -81,29 +84,13 @@ impl Queue {
         TaskLookup { data_hash: self.config.job_data_hash() }
     }
 
-    /// Pushes attempts through apalis-redis in one round trip. Task ids are
-    /// deterministic per attempt, so pushing the same attempt twice is a
-    /// no-op.
+    /// Pushes tasks through apalis-redis in one round trip, then wakes idle
+    /// workers. Pushing a task id that apalis still holds is a no-op.
     pub async fn push(&self, tasks: &[QueueTask]) -> Result<(), QueueError> {
         if tasks.is_empty() {
             return Ok(());
         }
-        let compact = tasks
-            .iter()
-            .map(|t| Ok(TaskBuilder::new(serde_json::to_vec(t)?).task_id(TaskId::from_string(t.task_id())).build()))
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        apalis_redis::queries::push_tasks(&mut self.conn.clone(), &self.config, &compact).await?;
-        // Wake idle workers now rather than at their next poll. Losing this
-        // message only costs latency, so its failure is not the caller's.
-        let published: Result<i64, _> = redis::cmd("PUBLISH")
-            .arg(wake::channel(self.config.queue.as_ref()))
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await;
-        if let Err(e) = published {
-            tracing::debug!(error.message = %e, "could not publish a wake-up");
-        }
-        Ok(())
+        push_now(&self.conn, &self.config, tasks).await
     }
 
     /// Tasks waiting on the queue (active list plus scheduled set).
@@ -115,4 +102,25 @@ impl Queue {
             .await?;
         Ok(active + scheduled)
     }
+}
+
+/// One apalis push for `tasks`, then a wake-up for idle workers.
+async fn push_now(
+    conn: &ConnectionManager,
+    config: &apalis_redis::Config,
+    tasks: &[QueueTask],
+) -> Result<(), QueueError> {
+    let compact = tasks
+        .iter()
+        .map(|t| Ok(TaskBuilder::new(serde_json::to_vec(t)?).task_id(TaskId::from_string(t.task_id())).build()))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    apalis_redis::queries::push_tasks(&mut conn.clone(), config, &compact).await?;
+    // Wake idle workers now rather than at their next poll. Losing this
+    // message only costs latency, so its failure is not the caller's.
+    let published: Result<i64, _> =
+        redis::cmd("PUBLISH").arg(wake::channel(config.queue.as_ref())).arg(1).query_async(&mut conn.clone()).await;
+    if let Err(e) = published {
+        tracing::debug!(error.message = %e, "could not publish a wake-up");
+    }
+    Ok(())
 }

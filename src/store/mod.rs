@@ -51,12 +51,14 @@
 //! moves the job between indexes atomically.
 
 mod admin;
+pub mod coalesce;
 mod listing;
 
 pub use admin::{MinuteStats, RetryNow, WorkerInfo, WORKER_GONE_AFTER};
+use coalesce::Coalescer;
 pub use listing::{Cursor, CursorError, JobFilter, JobSummary, Page, MAX_PAGE};
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
@@ -64,7 +66,7 @@ use redis::{aio::ConnectionManager, AsyncCommands, Script};
 use crate::{
     config::{RedisSettings, Retention, Settings},
     domain::JobId,
-    jobs::{Attempt, JobRecord, JobSpec, JobState, QueueTask},
+    jobs::{Attempt, AttemptRef, JobRecord, JobSpec, JobState, QueueTask},
 };
 
 /// A Redis operation failed or returned something we cannot read.
@@ -84,6 +86,18 @@ pub enum StoreError {
     /// A value could not be encoded.
     #[error("could not encode a job record")]
     Encode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// The same error for another caller whose write shared the failed
+    /// call (see `coalesce`).
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::Redis(e) => Self::Redis(e.clone()),
+            Self::Corrupt { id, why } => Self::Corrupt { id: id.clone(), why: why.clone() },
+            Self::Encode(e) => Self::Corrupt { id: "encode".to_owned(), why: e.to_string() },
+        }
+    }
 }
 
 /// The answer to a worker asking to make an attempt.
@@ -155,6 +169,21 @@ pub struct NewRecord<'a> {
     pub spec: &'a JobSpec,
     /// Deliver no earlier than this; `None` is now.
     pub due: Option<DateTime<Utc>>,
+    /// The queue task that will carry its first attempt (see
+    /// [`QueueTask::DeliverBatchV1`]), for a job due now.
+    pub task: Option<&'a str>,
+}
+
+/// One request's jobs, stored all or nothing on its idempotency key.
+#[derive(Debug, Clone)]
+pub struct CreateRequest<'a> {
+    /// The jobs.
+    pub jobs: Vec<NewRecord<'a>>,
+    /// Remember the request under this key; nothing is stored if it was
+    /// seen before.
+    pub idempotency: Option<&'a IdempotencyClaim>,
+    /// The request's one clock: `queued_at`, and what due times compare with.
+    pub now: DateTime<Utc>,
 }
 
 /// An `Idempotency-Key`, scoped to one caller, with the request it came with.
@@ -183,6 +212,8 @@ pub enum Created {
         queued_at: DateTime<Utc>,
         /// The job's state now; `None` once it expired or was deleted.
         state: Option<JobState>,
+        /// The queue task that carries its first attempt, if recorded.
+        task: Option<String>,
     },
 }
 
@@ -247,6 +278,43 @@ pub struct JobStore {
     prefix: String,
     retention: Retention,
     reconcile_after: Duration,
+    batches: Arc<Batches>,
+}
+
+/// The worker's writes for every attempt, each sent with other attempts'
+/// (see `coalesce`; the app's creates are batched by `service`).
+struct Batches {
+    claim: Coalescer<[String; 6], Vec<String>>,
+    finish: Coalescer<[String; 10], i64>,
+}
+
+impl Batches {
+    fn new(conn: &ConnectionManager, prefix: &str) -> Self {
+        let all = format!("{prefix}all");
+        let (c2, p2, k2) = (conn.clone(), prefix.to_owned(), all.clone());
+        let (c3, p3, k3) = (conn.clone(), prefix.to_owned(), all);
+        Self {
+            claim: Coalescer::new(move |claims: Vec<[String; 6]>| {
+                let mut inv = SCRIPTS.claim.key(&k2);
+                inv.arg(&p2).arg(ms(Utc::now()));
+                for c in &claims {
+                    inv.arg(&c[..]);
+                }
+                let mut conn = c2.clone();
+                async move { Ok(inv.invoke_async(&mut conn).await?) }
+            }),
+            finish: Coalescer::new(move |results: Vec<[String; 10]>| {
+                let now = Utc::now();
+                let mut inv = SCRIPTS.finish.key(&k3);
+                inv.arg(&p3).arg(ms(now)).arg(now.timestamp() / 60);
+                for r in &results {
+                    inv.arg(&r[..]);
+                }
+                let mut conn = c3.clone();
+                async move { Ok(inv.invoke_async(&mut conn).await?) }
+            }),
+        }
+    }
 }
 
 struct Scripts {
@@ -305,9 +373,11 @@ impl JobStore {
     /// The store of `QUEUE_NAME`'s jobs, with its retention and
     /// `RECONCILE_AFTER`.
     pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
+        let prefix = format!("{}:hs:", settings.redis.queue);
         Self {
+            batches: Arc::new(Batches::new(&conn, &prefix)),
             conn,
-            prefix: format!("{}:hs:", settings.redis.queue),
+            prefix,
             retention: settings.retention,
             reconcile_after: settings.reconcile_after,
         }
@@ -345,43 +415,61 @@ impl JobStore {
         Ok(())
     }
 
-    /// Stores new jobs, in one round trip: `queued`, or `scheduled` when
-    /// their `due` time is ahead. With an idempotency claim, nothing is
-    /// stored if the key was seen before; the first request's answer comes
-    /// back instead.
-    #[tracing::instrument(skip_all, fields(jobs = jobs.len()))]
+    /// Stores new jobs: `queued`, or `scheduled` when their `due` time is
+    /// ahead. With an idempotency claim, nothing is stored if the key was
+    /// seen before; the first request's answer comes back instead.
     pub async fn create(
         &self,
         jobs: &[NewRecord<'_>],
         idempotency: Option<&IdempotencyClaim>,
         now: DateTime<Utc>,
     ) -> Result<Created, StoreError> {
-        let mut inv = SCRIPTS.create.prepare_invoke();
-        inv.arg(&self.prefix).arg(ms(now));
-        match idempotency {
-            Some(claim) => inv.arg(&claim.key).arg(&claim.fingerprint).arg(claim.ttl.as_millis() as u64),
-            None => inv.arg("").arg("").arg(0),
-        };
-        for job in jobs {
-            let spec = job.spec;
-            inv.arg(job.id.as_str())
-                .arg(serde_json::to_string(spec)?)
-                .arg(spec.group.as_ref().map(|l| l.as_str()).unwrap_or_default())
-                .arg(spec.tag.as_ref().map(|l| l.as_str()).unwrap_or_default())
-                .arg(spec.to_url.host())
-                .arg(job.due.map(ms).unwrap_or(0));
+        let request = CreateRequest { jobs: jobs.to_vec(), idempotency, now };
+        let mut created = self.create_many(std::slice::from_ref(&request)).await?;
+        created.pop().ok_or_else(|| StoreError::Corrupt { id: "create".to_owned(), why: "no answer".to_owned() })
+    }
+
+    /// [`JobStore::create`] for several requests in one round trip; one
+    /// answer per request, in order.
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    pub async fn create_many(&self, requests: &[CreateRequest<'_>]) -> Result<Vec<Created>, StoreError> {
+        let mut inv = SCRIPTS.create.key(format!("{}all", self.prefix));
+        inv.arg(&self.prefix);
+        for r in requests {
+            inv.arg(ms(r.now));
+            match r.idempotency {
+                Some(claim) => inv.arg(&claim.key).arg(&claim.fingerprint).arg(claim.ttl.as_millis() as u64),
+                None => inv.arg("").arg("").arg(0),
+            };
+            inv.arg(r.jobs.len());
+            for job in &r.jobs {
+                let spec = job.spec;
+                inv.arg(job.id.as_str())
+                    .arg(serde_json::to_string(spec)?)
+                    .arg(spec.group.as_ref().map(|l| l.as_str()).unwrap_or_default())
+                    .arg(spec.tag.as_ref().map(|l| l.as_str()).unwrap_or_default())
+                    .arg(spec.to_url.host())
+                    .arg(job.due.map(ms).unwrap_or(0))
+                    .arg(job.task.unwrap_or_default());
+            }
         }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
-        match reply.as_slice() {
-            [dup, fingerprint, id, queued_at, state] if dup == "dup" => Ok(Created::Duplicate {
-                fingerprint: fingerprint.clone(),
-                id: JobId::parse(id).map_err(|e| StoreError::Corrupt { id: id.clone(), why: e.to_string() })?,
-                queued_at: from_ms(queued_at.parse().unwrap_or_default()),
-                state: state.parse().ok(),
-            }),
-            [_, n] => Ok(Created::New(n.parse().unwrap_or_default())),
-            other => Err(StoreError::Corrupt { id: "create".to_owned(), why: format!("unexpected reply {other:?}") }),
-        }
+        let replies: Vec<Vec<String>> = inv.invoke_async(&mut self.conn.clone()).await?;
+        replies
+            .iter()
+            .map(|reply| match reply.as_slice() {
+                [dup, fingerprint, id, queued_at, state, task] if dup == "dup" => Ok(Created::Duplicate {
+                    fingerprint: fingerprint.clone(),
+                    id: JobId::parse(id).map_err(|e| StoreError::Corrupt { id: id.clone(), why: e.to_string() })?,
+                    queued_at: from_ms(queued_at.parse().unwrap_or_default()),
+                    state: state.parse().ok(),
+                    task: Some(task.clone()).filter(|t| !t.is_empty()),
+                }),
+                [_, n] => Ok(Created::New(n.parse().unwrap_or_default())),
+                other => {
+                    Err(StoreError::Corrupt { id: "create".to_owned(), why: format!("unexpected reply {other:?}") })
+                }
+            })
+            .collect()
     }
 
     /// Reads a job with its attempt log.
@@ -403,8 +491,13 @@ impl JobStore {
             .unwrap_or_default()
             .parse()
             .map_err(|e: crate::jobs::UnknownState| corrupt(e.to_string()))?;
+        // Records written before the log moved into the hash keep a list.
+        let mut inline: Vec<(u64, &String)> =
+            fields.iter().filter_map(|(k, v)| Some((k.strip_prefix("log:")?.parse().ok()?, v))).collect();
+        inline.sort_unstable_by_key(|(n, _)| *n);
         let attempt_log = log
             .iter()
+            .chain(inline.into_iter().map(|(_, v)| v))
             .map(|entry| serde_json::from_str::<Attempt>(entry))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| corrupt(format!("attempt log: {e}")))?;
@@ -438,17 +531,17 @@ impl JobStore {
         token: &str,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let reply: Vec<String> = SCRIPTS
+        let reply = self
+            .batches
             .claim
-            .arg(&self.prefix)
-            .arg(id.as_str())
-            .arg(cycle)
-            .arg(attempt)
-            .arg(worker)
-            .arg(ms(Utc::now()))
-            .arg(token)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .submit([
+                id.as_str().to_owned(),
+                cycle.to_string(),
+                attempt.to_string(),
+                worker.to_owned(),
+                token.to_owned(),
+                lease.as_millis().to_string(),
+            ])
             .await?;
         let corrupt = |why: String| StoreError::Corrupt { id: id.to_string(), why };
         match reply.as_slice() {
@@ -476,33 +569,29 @@ impl JobStore {
         record: &Attempt,
         next: NextStep,
     ) -> Result<bool, StoreError> {
-        let now = Utc::now();
-        let keep = |d: Duration| ms(now) + d.as_millis() as i64;
-        let (state, next_at, expires) = match next {
-            NextStep::Succeeded => (JobState::Succeeded, String::new(), keep(self.retention.succeeded)),
-            NextStep::Failed(_) => (JobState::Failed, String::new(), keep(self.retention.failed)),
-            NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string(), 0),
+        let (state, next_at) = match next {
+            NextStep::Succeeded => (JobState::Succeeded, String::new()),
+            NextStep::Failed(_) => (JobState::Failed, String::new()),
+            NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string()),
         };
-        let n: i32 = SCRIPTS
+        let n = self
+            .batches
             .finish
-            .arg(&self.prefix)
-            .arg(id.as_str())
-            .arg(record.cycle)
-            .arg(cycle_attempt)
-            .arg(ms(now))
-            .arg(state.as_str())
-            .arg(serde_json::to_string(record)?)
-            .arg(record.status.map(|s| s.to_string()).unwrap_or_default())
-            .arg(record.error.as_deref().unwrap_or_default())
-            .arg(next_at)
-            .arg(expires)
-            .arg(now.timestamp() / 60)
-            .arg(match &next {
-                NextStep::Failed(why) => why.as_str(),
-                _ => "",
-            })
-            .arg(token)
-            .invoke_async(&mut self.conn.clone())
+            .submit([
+                id.as_str().to_owned(),
+                record.cycle.to_string(),
+                cycle_attempt.to_string(),
+                state.as_str().to_owned(),
+                serde_json::to_string(record)?,
+                record.status.map(|s| s.to_string()).unwrap_or_default(),
+                record.error.clone().unwrap_or_default(),
+                next_at,
+                match &next {
+                    NextStep::Failed(why) => why.clone(),
+                    _ => String::new(),
+                },
+                token.to_owned(),
+            ])
             .await?;
         Ok(n == 1)
     }
@@ -556,26 +645,31 @@ impl JobStore {
     pub async fn lease_due(&self, limit: usize, tasks: &TaskLookup) -> Result<Leased, StoreError> {
         let flat: Vec<String> = SCRIPTS
             .lease_due
+            .key(format!("{}due", self.prefix))
             .arg(&self.prefix)
             .arg(ms(Utc::now()))
             .arg(limit)
             .arg(self.reconcile_after.as_millis() as u64)
             .arg(&tasks.data_hash)
+            .arg(format!("r.{}", uuid::Uuid::new_v4().simple()))
+            .arg(QueueTask::MAX_ATTEMPTS)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let Some((reconciled, flat)) = flat.split_first() else {
             return Ok(Leased::default());
         };
-        let tasks = flat
-            .chunks_exact(3)
-            .filter_map(|c| {
-                Some(QueueTask::DeliverV1 {
-                    job_id: JobId::parse(&c[0]).ok()?,
-                    cycle: c[1].parse().ok()?,
-                    attempt: c[2].parse().ok()?,
-                })
-            })
-            .collect();
+        // Consecutive entries share a task (the script fills one, then the next).
+        let mut tasks: Vec<QueueTask> = Vec::new();
+        for c in flat.chunks_exact(4) {
+            let (Ok(job_id), Ok(cycle), Ok(attempt)) = (JobId::parse(&c[0]), c[1].parse(), c[2].parse()) else {
+                continue;
+            };
+            let attempt = AttemptRef { job_id, cycle, attempt };
+            match tasks.last_mut() {
+                Some(QueueTask::DeliverBatchV1 { id, attempts }) if *id == c[3] => attempts.push(attempt),
+                _ => tasks.push(QueueTask::DeliverBatchV1 { id: c[3].clone(), attempts: vec![attempt] }),
+            }
+        }
         Ok(Leased { tasks, reconciled: reconciled.parse().unwrap_or_default() })
     }
 
@@ -609,7 +703,16 @@ impl JobStore {
 
     /// Deletes up to `limit` finished jobs whose retention has run out.
     pub async fn expire_finished(&self, limit: usize) -> Result<u64, StoreError> {
-        Ok(SCRIPTS.expire.arg(&self.prefix).arg(ms(Utc::now())).arg(limit).invoke_async(&mut self.conn.clone()).await?)
+        Ok(SCRIPTS
+            .expire
+            .key(format!("{}all", self.prefix))
+            .arg(&self.prefix)
+            .arg(ms(Utc::now()))
+            .arg(limit)
+            .arg(self.retention.succeeded.as_millis() as u64)
+            .arg(self.retention.failed.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// Records a worker heartbeat. The hash expires after `ttl`, so a worker

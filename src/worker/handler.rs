@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use crate::{
     delivery::{Outcome, Verdict},
-    jobs::{Attempt, QueueTask},
+    jobs::{Attempt, AttemptRef, QueueTask},
     metrics::AttemptOutcome,
     store::{Claim, NextStep, StoreError},
 };
@@ -28,19 +28,45 @@ use super::Runtime;
 /// without one); after it, the claim's lease runs out and the reconciler
 /// makes the attempt due again.
 ///
-/// The attempt runs on its own tokio task, so deliveries spread over every
+/// A task may carry several attempts (see [`QueueTask::DeliverBatchV1`]);
+/// each waits for one of the worker's `WORKER_CONCURRENCY` delivery slots,
+/// then is claimed, so its lease starts when it can run. The task ends when
+/// all of them have. If any hit an infrastructure error, the task fails and
+/// apalis runs it again; attempts already recorded are then skipped as
+/// stale.
+///
+/// Each attempt runs on its own tokio task, so deliveries spread over every
 /// core. (apalis's `.parallelize(tokio::spawn)` does the same, but its
 /// executor bound trips the compiler's higher-ranked lifetime inference
 /// once the worker future must be `Send`.)
 pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>, worker: WorkerContext) -> Result<(), BoxDynError> {
     let rt = Arc::clone(&rt);
     let name = worker.name().to_owned();
-    tokio::spawn(attempt(task, rt, name)).await?
+    let runs: Vec<_> = task
+        .attempts()
+        .into_iter()
+        .map(|a| {
+            let (rt, name) = (rt.clone(), name.clone());
+            tokio::spawn(async move {
+                let _slot = rt.slots.clone().acquire_owned().await?;
+                attempt(a, rt, name).await
+            })
+        })
+        .collect();
+    let mut failed = None;
+    for run in futures::future::join_all(runs).await {
+        match run {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(e) => failed = failed.or(Some(e.into())),
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 #[tracing::instrument(name = "deliver", skip_all, fields(job_id, attempt))]
-async fn attempt(task: QueueTask, rt: Arc<Runtime>, worker: String) -> Result<(), BoxDynError> {
-    let QueueTask::DeliverV1 { job_id, cycle, attempt } = task;
+async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(), BoxDynError> {
+    let AttemptRef { job_id, cycle, attempt } = task;
     let span = tracing::Span::current();
     span.record("job_id", tracing::field::display(&job_id));
     span.record("attempt", attempt);

@@ -60,6 +60,9 @@ pub struct Runtime {
     /// [`store::LEASE_GRACE`]. Past it the attempt may go to another worker
     /// and this one's result is refused.
     pub lease: Duration,
+    /// `WORKER_CONCURRENCY` delivery slots: a task may carry many attempts,
+    /// so apalis's task limit alone does not bound deliveries.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Per-process delivery counters.
@@ -90,6 +93,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         counters: Counters::default(),
         metrics: WorkerMetrics::new(&settings.redis.queue),
         lease: settings.worker.http_timeout + store::LEASE_GRACE,
+        slots: Arc::new(tokio::sync::Semaphore::new(settings.worker.concurrency)),
     });
     // Dropped when `run` returns, which stops the endpoint after the last
     // delivery has been counted.

@@ -9,7 +9,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    jobs::JobState,
+    jobs::{JobState, QueueTask},
     metrics::WorkerMetrics,
     queue::{workarounds, Queue},
     store::{JobStore, WorkerBeat},
@@ -134,7 +134,7 @@ pub async fn tick(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) {
         match store.lease_due(DUE_BATCH, &lookup).await {
             Ok(leased) => {
                 let tasks = leased.tasks;
-                let n = tasks.len();
+                let n: usize = tasks.iter().map(QueueTask::len).sum();
                 if leased.reconciled > 0 {
                     metrics.reconciled(JobState::Scheduled, leased.reconciled);
                     tracing::warn!(jobs = leased.reconciled, "handed out again due jobs whose queue task was lost");

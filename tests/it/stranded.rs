@@ -26,7 +26,7 @@ use crate::helpers::*;
 async fn store_without_task(store: &JobStore, url: &str, at: chrono::DateTime<Utc>) -> JobId {
     let spec: JobSpec = serde_json::from_value(json!({"v": 1, "to_url": url, "payload": {"stranded": true}})).unwrap();
     let id = JobId::mint(None, None);
-    store.create(&[NewRecord { id: &id, spec: &spec, due: None }], None, at).await.unwrap();
+    store.create(&[NewRecord { id: &id, spec: &spec, due: None, task: None }], None, at).await.unwrap();
     id
 }
 
@@ -154,8 +154,9 @@ async fn a_claim_whose_worker_vanished_is_reconciled() {
 
 /// A task whose handler keeps failing on an infrastructure error until
 /// apalis gives up on it (its last allowed run, attempt 25, goes to the dead
-/// set): the job does not stay `delivering`. The error is real: the job's
-/// attempt log key holds a string, so recording the attempt fails in Redis.
+/// set): the job does not stay `delivering`. The error is real: the
+/// `succeeded` index key holds a string, so recording the attempt fails in
+/// Redis.
 #[tokio::test]
 async fn a_task_apalis_gives_up_on_does_not_leave_the_job_delivering() {
     let rx = Receiver::start().await;
@@ -163,8 +164,8 @@ async fn a_task_apalis_gives_up_on_does_not_leave_the_job_delivering() {
     let app = spawn_app(s.clone()).await;
     let id = store_without_task(&app.store, &rx.url("/infra"), Utc::now()).await;
     let mut conn = app.store.connection();
-    let log_key = format!("{}job:{}:log", app.store.prefix(), id);
-    let _: () = conn.set(&log_key, "not a list").await.unwrap();
+    let index_key = app.store.state_key(JobState::Succeeded);
+    let _: () = conn.set(&index_key, "not a sorted set").await.unwrap();
     // The task arrives on its last run: one more failure and apalis drops it.
     let cfg = queue::apalis_config(&s);
     let task = QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 };
@@ -187,7 +188,7 @@ async fn a_task_apalis_gives_up_on_does_not_leave_the_job_delivering() {
     let state: String = conn.hget(&key, "state").await.unwrap();
     assert_eq!(state, "delivering", "the failed recording left it delivering");
     // Redis is healthy again; the job must find its way without apalis.
-    let _: () = conn.del(&log_key).await.unwrap();
+    let _: () = conn.del(&index_key).await.unwrap();
     let rec = app.wait_state(id.as_str(), JobState::Succeeded, Duration::from_secs(20)).await;
     assert_eq!(rec.attempts, 1);
     assert_eq!(deliveries(&rx)[id.as_str()], 2, "at-least-once: the unrecorded delivery is made again");

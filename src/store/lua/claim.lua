@@ -1,29 +1,39 @@
--- A worker takes attempt ARGV[4] of cycle ARGV[3] of a job, under a lease.
--- Refuses (stale) when that attempt was already taken or the job moved on,
--- which makes duplicated queue tasks harmless: an attempt has one holder at
--- a time. A `delivering` job is re-taken only once its holder's lease ran
--- out (apalis re-runs a dead worker's task; reconcile.lua would make the
--- job due again otherwise); the old holder's result is then refused.
--- ARGV: prefix, id, cycle, attempt, worker, now (ms), claim token, lease (ms).
--- Returns {'ok', spec, attempts so far} | {'stale', state} | {'missing'}.
-local p, id, now = ARGV[1], ARGV[2], tonumber(ARGV[6])
-local key = p .. 'job:' .. id
-local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'spec', 'created_at', 'attempts')
-local st = h[1]
-if not st then return {'missing'} end
-if tonumber(h[2]) ~= tonumber(ARGV[3]) or tonumber(h[3]) ~= tonumber(ARGV[4]) - 1 then
-  return {'stale', st}
+-- Workers take attempts under a lease: several tasks' claims in one call
+-- (store::coalesce), each decided on its own.
+-- A claim is refused (stale) when that attempt was already taken or the job
+-- moved on, which makes duplicated queue tasks harmless: an attempt has one
+-- holder at a time. A `delivering` job is re-taken only once its holder's
+-- lease ran out (apalis re-runs a dead worker's task; reconcile.lua would
+-- make the job due again otherwise); the old holder's result is then refused.
+-- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
+-- ARGV: prefix, now (ms), then groups of six: id, cycle, attempt, worker,
+--       claim token, lease (ms).
+-- Returns per claim: {'ok', spec, attempts so far} | {'stale', state} | {'missing'}.
+local p, now = ARGV[1], tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV, 6 do
+  local id = ARGV[i]
+  local key = p .. 'job:' .. id
+  local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'spec', 'created_at', 'attempts', 'lease_until')
+  local st = h[1]
+  if not st then
+    table.insert(out, {'missing'})
+  elseif tonumber(h[2]) ~= tonumber(ARGV[i + 1]) or tonumber(h[3]) ~= tonumber(ARGV[i + 2]) - 1
+      or (st == 'delivering' and tonumber(h[7] or 0) > now)
+      or (st ~= 'delivering' and st ~= 'queued' and st ~= 'scheduled') then
+    table.insert(out, {'stale', st})
+  else
+    if st ~= 'delivering' then
+      redis.call('ZREM', p .. 'state:' .. st, id)
+      redis.call('ZADD', p .. 'state:delivering', h[5], id)
+    end
+    if st == 'scheduled' then
+      redis.call('ZREM', p .. 'due', id)
+      redis.call('HDEL', key, 'next_attempt_at')
+    end
+    redis.call('HSET', key, 'state', 'delivering', 'worker', ARGV[i + 3], 'updated_at', now,
+      'claim', ARGV[i + 4], 'lease_until', now + tonumber(ARGV[i + 5]))
+    table.insert(out, {'ok', h[4], h[6]})
+  end
 end
-if st == 'delivering' then
-  if tonumber(redis.call('HGET', key, 'lease_until') or 0) > now then return {'stale', st} end
-elseif st ~= 'queued' and st ~= 'scheduled' then
-  return {'stale', st}
-else
-  redis.call('ZREM', p .. 'state:' .. st, id)
-  redis.call('ZADD', p .. 'state:delivering', h[5], id)
-end
-redis.call('ZREM', p .. 'due', id)
-redis.call('HSET', key, 'state', 'delivering', 'worker', ARGV[5], 'updated_at', now,
-  'claim', ARGV[7], 'lease_until', now + tonumber(ARGV[8]))
-redis.call('HDEL', key, 'next_attempt_at')
-return {'ok', h[4], h[6]}
+return out

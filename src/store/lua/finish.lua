@@ -1,49 +1,88 @@
--- Records one attempt and moves the job to its next state in one step, so
--- the attempt log, the state indexes and the retry schedule never disagree.
--- ARGV: prefix, id, cycle, attempt, now (ms), next state, attempt JSON,
---       last status ('' = none), last error ('' = none), next attempt (ms, '' = none),
---       expires at (ms; used when the job ends succeeded or failed),
---       minute bucket (unix minutes) for the per-minute counters,
---       stop reason ('' = none; set when the job fails),
---       claim token (what claim.lua handed this attempt).
--- Returns 1, or 0 when the attempt is not the one this job is waiting for or
--- its claim was taken away (the lease ran out and the job went back to
--- `scheduled`): a late worker must not overwrite what came after it.
-local p, id = ARGV[1], ARGV[2]
-local key = p .. 'job:' .. id
-local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'created_at', 'claim')
-if h[1] ~= 'delivering' or tonumber(h[2]) ~= tonumber(ARGV[3])
-   or tonumber(h[3]) ~= tonumber(ARGV[4]) - 1 or h[5] ~= ARGV[14] then
-  return 0
+-- Records attempts and moves each job to its next state: several workers'
+-- results in one call (store::coalesce), each job in one step, so its
+-- attempt log, state indexes and retry schedule never disagree.
+-- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
+-- ARGV: prefix, now (ms), minute bucket (unix minutes) for the per-minute
+--       counters, then groups of ten: id, cycle, attempt, next state,
+--       attempt JSON, last status ('' = none), last error ('' = none),
+--       next attempt (ms, '' = none), stop reason ('' = none; set when the
+--       job fails), claim token (what claim.lua handed this attempt).
+-- Returns per result 1, or 0 when the attempt is not the one this job is
+-- waiting for or its claim was taken away (the lease ran out and the job
+-- went back to `scheduled`): a late worker must not overwrite what came
+-- after it.
+local p, now = ARGV[1], ARGV[2]
+local out = {}
+local delivered, failed_attempts, failed = 0, 0, 0
+for i = 4, #ARGV, 10 do
+  local id = ARGV[i]
+  local key = p .. 'job:' .. id
+  local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'created_at', 'claim', 'attempts',
+    'last_status', 'last_error', 'stop_reason', 'next_attempt_at')
+  if h[1] ~= 'delivering' or tonumber(h[2]) ~= tonumber(ARGV[i + 1])
+     or tonumber(h[3]) ~= tonumber(ARGV[i + 2]) - 1 or h[5] ~= ARGV[i + 9] then
+    table.insert(out, 0)
+  else
+    local nxt = ARGV[i + 3]
+    local n = tonumber(h[6] or 0) + 1
+    -- The attempt log lives in the job's hash, one field `log:<n>` per
+    -- attempt, so recording an attempt is part of the one HSET. It keeps the
+    -- latest 100 (`attempts` keeps the count), so a job requeued again and
+    -- again cannot grow without bound or be read whole.
+    local set = {'attempts', n, 'cycle_attempts', ARGV[i + 2], 'state', nxt, 'updated_at', now,
+      'log:' .. n, ARGV[i + 4]}
+    -- The claim's fields (`claim`, `worker`, `lease_until`) stay: they
+    -- mean nothing once the job is no longer `delivering`, and the next
+    -- claim overwrites them. Fields are deleted only when present, so the
+    -- common first-attempt success costs no HDEL.
+    local del = {}
+    if n > 100 then table.insert(del, 'log:' .. (n - 100)) end
+    local function put(field, v, present)
+      if v ~= '' then
+        table.insert(set, field)
+        table.insert(set, v)
+      elseif present then
+        table.insert(del, field)
+      end
+    end
+    put('last_status', ARGV[i + 5], h[7])
+    put('last_error', ARGV[i + 6], h[8])
+    put('stop_reason', ARGV[i + 8], h[9])
+    if nxt == 'scheduled' then
+      put('next_attempt_at', ARGV[i + 7], true)
+    else
+      put('finished_at', now, true)
+      put('next_attempt_at', '', h[10])
+    end
+    -- The index first: a script that fails half-way keeps what it wrote,
+    -- and failing here writes nothing.
+    redis.call('ZADD', p .. 'state:' .. nxt, h[4], id)
+    redis.call('ZREM', p .. 'state:delivering', id)
+    redis.call('HSET', key, unpack(set))
+    if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+    if nxt == 'scheduled' then
+      redis.call('ZADD', p .. 'due', ARGV[i + 7], id)
+      failed_attempts = failed_attempts + 1
+    else
+      -- Retention needs no index of its own: expire.lua walks the finished
+      -- states' indexes.
+      if nxt == 'succeeded' then
+        delivered = delivered + 1
+      else
+        failed_attempts = failed_attempts + 1
+        failed = failed + 1
+      end
+    end
+    table.insert(out, 1)
+  end
 end
-local nxt = ARGV[6]
--- The log keeps the latest 100 attempts (`attempts` keeps the count), so a
--- job requeued again and again cannot grow without bound or be read whole.
-if redis.call('RPUSH', key .. ':log', ARGV[7]) > 100 then
-  redis.call('LTRIM', key .. ':log', -100, -1)
+-- Per-minute counters for the monitor's chart, kept two hours: once per
+-- call, not per job.
+if delivered + failed_attempts > 0 then
+  local bucket = p .. 'stats:' .. ARGV[3]
+  if delivered > 0 then redis.call('HINCRBY', bucket, 'delivered', delivered) end
+  if failed_attempts > 0 then redis.call('HINCRBY', bucket, 'failed_attempts', failed_attempts) end
+  if failed > 0 then redis.call('HINCRBY', bucket, 'failed', failed) end
+  redis.call('EXPIRE', bucket, 7200)
 end
-redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'cycle_attempts', ARGV[4], 'state', nxt, 'updated_at', ARGV[5])
-redis.call('HDEL', key, 'worker', 'claim', 'lease_until')
-if ARGV[8] ~= '' then redis.call('HSET', key, 'last_status', ARGV[8]) else redis.call('HDEL', key, 'last_status') end
-if ARGV[9] ~= '' then redis.call('HSET', key, 'last_error', ARGV[9]) else redis.call('HDEL', key, 'last_error') end
-if ARGV[13] ~= '' then redis.call('HSET', key, 'stop_reason', ARGV[13]) else redis.call('HDEL', key, 'stop_reason') end
-redis.call('ZREM', p .. 'state:delivering', id)
-redis.call('ZADD', p .. 'state:' .. nxt, h[4], id)
-if nxt == 'scheduled' then
-  redis.call('HSET', key, 'next_attempt_at', ARGV[10])
-  redis.call('ZADD', p .. 'due', ARGV[10], id)
-else
-  redis.call('HSET', key, 'finished_at', ARGV[5])
-  redis.call('ZADD', p .. 'expiry', ARGV[11], id)
-end
--- Per-minute counters for the monitor's chart, kept two hours.
-local bucket = p .. 'stats:' .. ARGV[12]
-if nxt == 'succeeded' then
-  redis.call('HINCRBY', bucket, 'delivered', 1)
-else
-  redis.call('HINCRBY', bucket, 'failed_attempts', 1)
-  if nxt == 'failed' then redis.call('HINCRBY', bucket, 'failed', 1) end
-end
-redis.call('EXPIRE', bucket, 7200)
-return 1
+return out

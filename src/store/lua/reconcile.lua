@@ -24,7 +24,7 @@ local function pass(state)
   local ids = redis.call('ZRANGE', p .. 'state:' .. state, start, start + limit - 1)
   local moved, kept, done = 0, 0, #ids < limit
   for _, id in ipairs(ids) do
-    local h = redis.call('HMGET', p .. 'job:' .. id, 'state', 'created_at', 'cycle', 'cycle_attempts', 'lease_until')
+    local h = redis.call('HMGET', p .. 'job:' .. id, 'state', 'created_at', 'cycle', 'cycle_attempts', 'lease_until', 'task')
     if state == 'queued' and tonumber(h[2] or 0) > now - after then
       -- The index is ordered by creation: everything after is younger.
       done = true
@@ -32,7 +32,9 @@ local function pass(state)
     end
     local lost = h[1] == state and stuck(h[1], h[2], nil, h[5], now, after)
     if lost and state == 'queued' then
-      local task = id .. '.' .. h[3] .. '.' .. (tonumber(h[4]) + 1)
+      -- The batch task that carries it, or (records from before batch
+      -- tasks) the single task named after the attempt.
+      local task = h[6] or (id .. '.' .. h[3] .. '.' .. (tonumber(h[4]) + 1))
       lost = redis.call('HEXISTS', tasks, task) == 0
     end
     if lost then

@@ -65,7 +65,7 @@ pub async fn store_jobs(store: &JobStore, n: usize, group: Option<&str>, at: Dat
     }
     let spec: JobSpec = serde_json::from_value(body).unwrap();
     let ids: Vec<JobId> = (0..n).map(|_| JobId::mint(spec.group.as_ref(), None)).collect();
-    let records: Vec<NewRecord> = ids.iter().map(|id| NewRecord { id, spec: &spec, due: None }).collect();
+    let records: Vec<NewRecord> = ids.iter().map(|id| NewRecord { id, spec: &spec, due: None, task: None }).collect();
     store.create(&records, None, at).await.unwrap();
     ids.into_iter().map(String::from).collect()
 }
