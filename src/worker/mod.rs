@@ -165,7 +165,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 /// higher-ranked lifetimes in apalis's builder types for the compiler).
 fn run_once(
     settings: &Settings,
-    conn: &redis::aio::ConnectionManager,
+    conn: &crate::store::RedisConn,
     queue: &Queue,
     runtime: &Arc<Runtime>,
     name: &str,
