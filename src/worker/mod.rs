@@ -106,7 +106,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let stop = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     tokio::spawn(queue::wake::listen(
-        redis::Client::open(settings.redis.url.as_str())?,
+        queue::wake::nodes(&settings.redis)?,
         settings.redis.queue.clone(),
         wake.clone(),
         stop.clone(),
