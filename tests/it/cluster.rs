@@ -7,6 +7,7 @@
 //! `cluster_state:ok`. Dropping it kills them. Each test gets its own
 //! cluster (a few seconds to start), so tests never share slots or nodes.
 
+mod apalis;
 mod conn;
 
 use std::{
