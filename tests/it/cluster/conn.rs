@@ -100,14 +100,26 @@ async fn the_wake_listener_subscribes_on_the_first_seed_that_answers() {
     listener.await.unwrap();
 }
 
-/// The harness itself: a killed master's replica takes over, and the
-/// cluster connection follows it.
+/// The harness itself: a killed master's replica takes over, the cluster
+/// connection follows it, and a wake listener subscribed on the killed node
+/// moves to the next seed.
 #[tokio::test]
-async fn a_killed_master_is_replaced_and_the_connection_follows() {
+async fn a_killed_master_is_replaced_and_the_connection_and_wake_ups_follow() {
     let mut cluster = TestCluster::start();
-    let s = cluster.settings(&[]);
-    let mut conn = store::connect(&s.redis).unwrap();
     let victim = cluster.masters()[0];
+    // The victim first among the seeds: the listener subscribes there.
+    let seeds = std::iter::once(victim)
+        .chain(cluster.ports().into_iter().filter(|p| *p != victim))
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let s = cluster.settings(&[("REDIS_URL", &seeds)]);
+    let mut conn = store::connect(&s.redis).unwrap();
+    let notify = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let listener =
+        tokio::spawn(wake::listen(wake::nodes(&s.redis).unwrap(), s.redis.queue.clone(), notify.clone(), stop.clone()));
+    tokio::time::timeout(Duration::from_secs(5), notify.notified()).await.expect("subscribed on the victim");
     let key = key_on(&cluster, victim, "failover:");
     let () = redis::cmd("SET").arg(&key).arg("before").query_async(&mut conn).await.unwrap();
     // Let the replica catch up before the master goes.
@@ -127,4 +139,12 @@ async fn a_killed_master_is_replaced_and_the_connection_follows() {
         }
     };
     assert_eq!(got, "before");
+
+    // Resubscribed elsewhere (a signal per subscription), then woken by a
+    // PUBLISH sent through the cluster connection.
+    tokio::time::timeout(Duration::from_secs(10), notify.notified()).await.expect("resubscribed on another seed");
+    let _: i64 = redis::cmd("PUBLISH").arg(wake::channel(&s.redis.queue)).arg(1).query_async(&mut conn).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), notify.notified()).await.expect("a wake-up after the failover");
+    stop.cancel();
+    listener.await.unwrap();
 }
