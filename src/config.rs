@@ -87,8 +87,13 @@ impl fmt::Debug for MonitorSettings {
 /// Redis connection settings shared by every process.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379/0`.
+    /// `REDIS_URL`, e.g. `redis://127.0.0.1:6379/0`; with `REDIS_CLUSTER`,
+    /// a comma-separated list of seed nodes (see [`RedisSettings::seeds`]).
     pub url: String,
+    /// `REDIS_CLUSTER` (default false): talk to a Redis Cluster, discovering
+    /// its nodes from the seeds in `REDIS_URL`. `QUEUE_NAME` must then carry
+    /// a hash tag, so that every key of the queue lives in one slot.
+    pub cluster: bool,
     /// `QUEUE_NAME`: every key we and apalis write starts with it.
     pub queue: String,
     /// `REDIS_TIMEOUT` (seconds): how long one Redis command may take before
@@ -102,9 +107,19 @@ impl fmt::Debug for RedisSettings {
         // The URL may carry a password.
         f.debug_struct("RedisSettings")
             .field("url", &redact_url(&self.url))
+            .field("cluster", &self.cluster)
             .field("queue", &self.queue)
             .field("response_timeout", &self.response_timeout)
             .finish()
+    }
+}
+
+impl RedisSettings {
+    /// The node URLs in `REDIS_URL`: one for a single Redis; one or more
+    /// seed nodes of a cluster (any reachable one is enough to discover the
+    /// rest).
+    pub fn seeds(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
     }
 }
 
@@ -350,6 +365,7 @@ impl Settings {
             monitor,
             redis: RedisSettings {
                 url: p.string("REDIS_URL", "redis://127.0.0.1:6379"),
+                cluster: p.flag("REDIS_CLUSTER", false),
                 queue,
                 response_timeout: p.seconds("REDIS_TIMEOUT", 5.0),
             },
@@ -418,9 +434,7 @@ impl Settings {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
             p.problems.push(format!("LOG_LEVEL={:?}: {e}", settings.log.level));
         }
-        if let Err(e) = redis::Client::open(settings.redis.url.as_str()) {
-            p.problems.push(format!("REDIS_URL={:?}: {e}", redact_url(&settings.redis.url)));
-        }
+        p.problems.extend(redis_problems(&settings.redis));
         if p.problems.is_empty() {
             Ok(settings)
         } else {
@@ -479,15 +493,60 @@ impl Parser<'_> {
     }
 }
 
-/// Hides the password in a Redis URL for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+/// What is wrong with `REDIS_URL`, `REDIS_CLUSTER` and `QUEUE_NAME` together.
+fn redis_problems(redis: &RedisSettings) -> Vec<String> {
+    let url = redact_url(&redis.url);
+    if !redis.cluster {
+        if redis.url.contains(',') {
+            return vec![format!(
+                "REDIS_URL={url:?}: a list of nodes is only for a Redis Cluster; set REDIS_CLUSTER=true, \
+                 or give the URL of one Redis"
+            )];
         }
-        _ => url.to_owned(),
+        return match redis::Client::open(redis.url.as_str()) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("REDIS_URL={url:?}: {e}")],
+        };
     }
+    let mut problems = Vec::new();
+    let seeds = redis.seeds();
+    if seeds.is_empty() {
+        problems.push(format!("REDIS_URL={url:?}: REDIS_CLUSTER=true needs at least one seed node URL"));
+    } else if let Err(e) = redis::cluster::ClusterClientBuilder::new(seeds).build() {
+        problems.push(format!("REDIS_URL={url:?}: not a list of cluster seed nodes: {e}"));
+    }
+    // Our scripts and apalis's touch several keys of the queue at once; in a
+    // cluster that only works when they share a slot, which a hash tag
+    // (`{...}`, hashed instead of the whole key) guarantees.
+    if !has_hash_tag(&redis.queue) {
+        problems.push(format!(
+            "QUEUE_NAME={:?}: with REDIS_CLUSTER=true it must contain a hash tag, e.g. `webhook_queue:{{0}}`, \
+             so that all of the queue's keys live in one cluster slot",
+            redis.queue
+        ));
+    }
+    problems
+}
+
+/// Whether a key prefix has a Redis Cluster hash tag: the first `{` is
+/// followed, later, by a `}` with something between them.
+fn has_hash_tag(key: &str) -> bool {
+    key.split_once('{').and_then(|(_, rest)| rest.split_once('}')).is_some_and(|(tag, _)| !tag.is_empty())
+}
+
+/// Hides the password in a Redis URL (or in each of a comma-separated list
+/// of them) for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| match url::Url::parse(one.trim()) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -533,6 +592,47 @@ mod tests {
     #[test]
     fn redis_password_is_redacted() {
         assert_eq!(redact_url("redis://:hunter2@host:6379"), "redis://:***@host:6379");
+    }
+
+    #[test]
+    fn a_list_of_redis_nodes_needs_cluster_mode() {
+        let err = Settings::from_vars(vars(&[("REDIS_URL", "redis://127.0.0.1:7000,redis://127.0.0.1:7001")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("REDIS_URL") && err.contains("REDIS_CLUSTER=true"), "{err}");
+    }
+
+    #[test]
+    fn cluster_mode_reads_seeds_and_needs_a_hash_tagged_queue() {
+        let seeds = "redis://127.0.0.1:7000, redis://127.0.0.1:7001";
+        let s = Settings::from_vars(vars(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", seeds),
+            ("QUEUE_NAME", "webhook_queue:{0}"),
+        ]))
+        .unwrap();
+        assert!(s.redis.cluster);
+        assert_eq!(s.redis.seeds(), ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]);
+
+        let err =
+            Settings::from_vars(vars(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", seeds)])).unwrap_err().to_string();
+        assert!(err.contains("QUEUE_NAME") && err.contains("hash tag"), "{err}");
+        for untagged in ["q", "q:{}", "q:{", "q}{x"] {
+            assert!(!has_hash_tag(untagged), "{untagged}");
+        }
+        assert!(has_hash_tag("q:{x}"));
+    }
+
+    #[test]
+    fn single_redis_is_the_default() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert!(!s.redis.cluster);
+        assert_eq!(s.redis.seeds(), ["redis://127.0.0.1:6379"]);
+    }
+
+    #[test]
+    fn every_seed_password_is_redacted() {
+        assert_eq!(redact_url("redis://:a@h:7000,redis://:b@h:7001"), "redis://:***@h:7000,redis://:***@h:7001");
     }
 
     #[test]

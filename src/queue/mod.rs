@@ -14,12 +14,15 @@ pub mod workarounds;
 use std::time::Duration;
 
 use apalis_core::task::{builder::TaskBuilder, task_id::TaskId};
-use redis::aio::ConnectionManager;
 
-use crate::{config::Settings, jobs::QueueTask, store::TaskLookup};
+use crate::{
+    config::Settings,
+    jobs::QueueTask,
+    store::{RedisConn, TaskLookup},
+};
 
 /// The apalis storage type the worker consumes.
-pub type Storage = apalis_redis::RedisStorage<QueueTask>;
+pub type Storage = apalis_redis::RedisStorage<QueueTask, RedisConn>;
 
 /// Putting a task on the queue failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +67,13 @@ pub fn apalis_config(settings: &Settings) -> apalis_redis::Config {
 /// Puts attempts on the apalis queue.
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: RedisConn,
     config: apalis_redis::Config,
 }
 
 impl Queue {
     /// A queue handle on an existing connection.
-    pub fn new(conn: ConnectionManager, config: apalis_redis::Config) -> Self {
+    pub fn new(conn: RedisConn, config: apalis_redis::Config) -> Self {
         Self { conn, config }
     }
 
@@ -106,7 +109,7 @@ impl Queue {
 
 /// One apalis push for `tasks`, then a wake-up for idle workers.
 async fn push_now(
-    conn: &ConnectionManager,
+    conn: &RedisConn,
     config: &apalis_redis::Config,
     tasks: &[QueueTask],
 ) -> Result<(), QueueError> {

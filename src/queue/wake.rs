@@ -6,6 +6,10 @@
 //! listens and fetches at once, so a job's wait is a round trip, not a poll
 //! interval. Polling stays as the safety net for lost messages (pub/sub is
 //! fire-and-forget) and for the time a subscription is reconnecting.
+//!
+//! On a Redis Cluster a PUBLISH reaches every node's subscribers, so a
+//! worker subscribes on any one node: the first seed in `REDIS_URL` that
+//! answers, moving on to the next whenever its node goes away.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
@@ -13,19 +17,34 @@ use futures::{Stream, StreamExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RedisSettings;
+
 /// The pub/sub channel for a queue.
 pub fn channel(queue: &str) -> String {
     format!("{queue}:hs:wake")
 }
 
+/// The nodes a worker may subscribe on: the one Redis, or each of a
+/// cluster's seed nodes, tried in turn.
+pub fn nodes(settings: &RedisSettings) -> Result<Vec<redis::Client>, redis::RedisError> {
+    if settings.cluster {
+        settings.seeds().into_iter().map(redis::Client::open).collect()
+    } else {
+        Ok(vec![redis::Client::open(settings.url.as_str())?])
+    }
+}
+
 /// Listens on the wake channel until `stop`, reconnecting as needed, and
 /// signals `notify` once per message and once per (re)subscription (a
 /// pending signal is kept if nobody is waiting, so no wake-up is lost
-/// between two fetches).
-pub async fn listen(client: redis::Client, queue: String, notify: Arc<Notify>, stop: CancellationToken) {
+/// between two fetches). Each reconnect goes to the next of `nodes`.
+pub async fn listen(nodes: Vec<redis::Client>, queue: String, notify: Arc<Notify>, stop: CancellationToken) {
     let channel = channel(&queue);
     let mut backoff = Duration::from_millis(100);
-    while !stop.is_cancelled() {
+    for client in nodes.iter().cycle() {
+        if stop.is_cancelled() {
+            return;
+        }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {

@@ -4,9 +4,10 @@
 
 use std::sync::LazyLock;
 
-use redis::{aio::ConnectionManager, Script};
+use redis::Script;
 
 use super::QueueError;
+use crate::store::RedisConn;
 
 /// Due ids moved per script call: far below the ~8,000 where Lua's
 /// `unpack` fails, large enough that a 100k backlog moves in 100 calls.
@@ -23,7 +24,7 @@ static SWEEP_FINISHED: LazyLock<Script> = LazyLock::new(|| Script::new(include_s
 /// [`PROMOTE_CHUNK`], so apalis's fetch never has more than a chunk to
 /// promote itself. Run before a worker starts fetching, then continuously.
 /// Returns how many tasks were moved.
-pub async fn promote_due_in_chunks(conn: &ConnectionManager, config: &apalis_redis::Config) -> Result<u64, QueueError> {
+pub async fn promote_due_in_chunks(conn: &RedisConn, config: &apalis_redis::Config) -> Result<u64, QueueError> {
     let mut conn = conn.clone();
     let mut total = 0u64;
     loop {
@@ -46,7 +47,7 @@ pub async fn promote_due_in_chunks(conn: &ConnectionManager, config: &apalis_red
 /// WORKAROUND(apalis-redis 1.0.0, APALIS.md #3): deletes the queue's copies
 /// of finished tasks (done and dead sets, data hash entries, metadata
 /// hashes), which apalis-redis keeps forever. Returns how many went.
-pub async fn sweep_finished(conn: &ConnectionManager, config: &apalis_redis::Config) -> Result<u64, QueueError> {
+pub async fn sweep_finished(conn: &RedisConn, config: &apalis_redis::Config) -> Result<u64, QueueError> {
     let mut conn = conn.clone();
     let mut total = 0u64;
     for set in [config.done_jobs_set(), config.dead_jobs_set()] {

@@ -52,19 +52,21 @@
 
 mod admin;
 pub mod coalesce;
+mod conn;
 mod listing;
 
 pub use admin::{MinuteStats, RetryNow, WorkerInfo, WORKER_GONE_AFTER};
 use coalesce::Coalescer;
+pub use conn::{connect, RedisConn};
 pub use listing::{Cursor, CursorError, JobFilter, JobSummary, Page, MAX_PAGE};
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use redis::{AsyncCommands, Script};
 
 use crate::{
-    config::{RedisSettings, Retention, Settings},
+    config::{Retention, Settings},
     domain::JobId,
     jobs::{Attempt, AttemptRef, JobRecord, JobSpec, JobState, QueueTask},
 };
@@ -274,7 +276,7 @@ pub const RECONCILE_BATCH: usize = 500;
 /// Handle on the job records; cheap to clone (one multiplexed connection).
 #[derive(Clone)]
 pub struct JobStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     retention: Retention,
     reconcile_after: Duration,
@@ -289,7 +291,7 @@ struct Batches {
 }
 
 impl Batches {
-    fn new(conn: &ConnectionManager, prefix: &str) -> Self {
+    fn new(conn: &RedisConn, prefix: &str) -> Self {
         let all = format!("{prefix}all");
         let (c2, p2, k2) = (conn.clone(), prefix.to_owned(), all.clone());
         let (c3, p3, k3) = (conn.clone(), prefix.to_owned(), all);
@@ -346,21 +348,6 @@ static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scrip
     expire: Script::new(include_str!("lua/expire.lua")),
 });
 
-/// Builds the one kind of Redis connection every process uses: lazy (a
-/// process starts even while Redis is down and answers 503 until it is
-/// back), reconnecting forever, and with a response timeout long enough for
-/// load (the redis crate's 500 ms default is fatal under load:
-/// apalis-redis issue #76, APALIS.md #6).
-pub fn connect(settings: &RedisSettings) -> Result<ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(settings.url.as_str())?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(settings.response_timeout))
-        .set_connection_timeout(Some(settings.response_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    client.get_connection_manager_lazy(config)
-}
-
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -372,7 +359,7 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 impl JobStore {
     /// The store of `QUEUE_NAME`'s jobs, with its retention and
     /// `RECONCILE_AFTER`.
-    pub fn new(conn: ConnectionManager, settings: &Settings) -> Self {
+    pub fn new(conn: RedisConn, settings: &Settings) -> Self {
         let prefix = format!("{}:hs:", settings.redis.queue);
         Self {
             batches: Arc::new(Batches::new(&conn, &prefix)),
@@ -395,7 +382,7 @@ impl JobStore {
     }
 
     /// The connection, for the other Redis users in this process.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

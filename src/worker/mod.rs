@@ -110,7 +110,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let stop = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     tokio::spawn(queue::wake::listen(
-        redis::Client::open(settings.redis.url.as_str())?,
+        queue::wake::nodes(&settings.redis)?,
         settings.redis.queue.clone(),
         wake.clone(),
         stop.clone(),
@@ -169,7 +169,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 /// higher-ranked lifetimes in apalis's builder types for the compiler).
 fn run_once(
     settings: &Settings,
-    conn: &redis::aio::ConnectionManager,
+    conn: &crate::store::RedisConn,
     queue: &Queue,
     runtime: &Arc<Runtime>,
     name: &str,

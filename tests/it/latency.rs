@@ -87,7 +87,7 @@ async fn the_wake_listener_signals_once_subscribed() {
     let notify = Arc::new(Notify::new());
     let stop = CancellationToken::new();
     let listener =
-        tokio::spawn(queue::wake::listen(client.clone(), s.redis.queue.clone(), notify.clone(), stop.clone()));
+        tokio::spawn(queue::wake::listen(vec![client.clone()], s.redis.queue.clone(), notify.clone(), stop.clone()));
 
     tokio::time::timeout(Duration::from_secs(5), notify.notified())
         .await

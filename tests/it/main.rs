@@ -3,6 +3,7 @@
 
 mod apalis_workarounds;
 mod api;
+mod cluster;
 mod delivery;
 mod helpers;
 mod hostile;
