@@ -91,11 +91,14 @@ pub struct RedisSettings {
     /// a comma-separated list of seed nodes (see [`RedisSettings::seeds`]).
     pub url: String,
     /// `REDIS_CLUSTER` (default false): talk to a Redis Cluster, discovering
-    /// its nodes from the seeds in `REDIS_URL`. `QUEUE_NAME` must then carry
-    /// a hash tag, so that every key of the queue lives in one slot.
+    /// its nodes from the seeds in `REDIS_URL`.
     pub cluster: bool,
     /// `QUEUE_NAME`: every key we and apalis write starts with it.
     pub queue: String,
+    /// `QUEUE_SHARDS` (default 1, or 16 with `REDIS_CLUSTER`): the queue and
+    /// its job records are split into this many shards, each with its keys
+    /// in one cluster slot (see `store::Shards`).
+    pub shards: usize,
     /// `REDIS_TIMEOUT` (seconds): how long one Redis command may take before
     /// it is treated as failed. The redis crate's 500 ms default is fatal
     /// under load (apalis-redis issue #76), so ours is longer.
@@ -109,6 +112,7 @@ impl fmt::Debug for RedisSettings {
             .field("url", &redact_url(&self.url))
             .field("cluster", &self.cluster)
             .field("queue", &self.queue)
+            .field("shards", &self.shards)
             .field("response_timeout", &self.response_timeout)
             .finish()
     }
@@ -317,6 +321,11 @@ impl Settings {
         if queue.is_empty() || queue.contains(char::is_whitespace) {
             p.problems.push(format!("QUEUE_NAME={queue:?}: must be non-empty and without spaces"));
         }
+        let cluster = p.flag("REDIS_CLUSTER", false);
+        let shards = p.number("QUEUE_SHARDS", if cluster { 16usize } else { 1 });
+        if !(1..=1024).contains(&shards) {
+            p.problems.push(format!("QUEUE_SHARDS={shards}: must be between 1 and 1024"));
+        }
         let signing_secrets = p.parse_with("SIGNING_SECRET", Vec::new(), |s| {
             s.split(',')
                 .map(str::trim)
@@ -365,8 +374,9 @@ impl Settings {
             monitor,
             redis: RedisSettings {
                 url: p.string("REDIS_URL", "redis://127.0.0.1:6379"),
-                cluster: p.flag("REDIS_CLUSTER", false),
+                cluster,
                 queue,
+                shards,
                 response_timeout: p.seconds("REDIS_TIMEOUT", 5.0),
             },
             api: ApiSettings {
@@ -435,6 +445,7 @@ impl Settings {
             p.problems.push(format!("LOG_LEVEL={:?}: {e}", settings.log.level));
         }
         p.problems.extend(redis_problems(&settings.redis));
+        p.problems.extend(shard_problems(&settings.redis));
         if p.problems.is_empty() {
             Ok(settings)
         } else {
@@ -515,23 +526,20 @@ fn redis_problems(redis: &RedisSettings) -> Vec<String> {
     } else if let Err(e) = redis::cluster::ClusterClientBuilder::new(seeds).build() {
         problems.push(format!("REDIS_URL={url:?}: not a list of cluster seed nodes: {e}"));
     }
-    // Our scripts and apalis's touch several keys of the queue at once; in a
-    // cluster that only works when they share a slot, which a hash tag
-    // (`{...}`, hashed instead of the whole key) guarantees.
-    if !has_hash_tag(&redis.queue) {
-        problems.push(format!(
-            "QUEUE_NAME={:?}: with REDIS_CLUSTER=true it must contain a hash tag, e.g. `webhook_queue:{{0}}`, \
-             so that all of the queue's keys live in one cluster slot",
-            redis.queue
-        ));
-    }
     problems
 }
 
-/// Whether a key prefix has a Redis Cluster hash tag: the first `{` is
-/// followed, later, by a `}` with something between them.
-fn has_hash_tag(key: &str) -> bool {
-    key.split_once('{').and_then(|(_, rest)| rest.split_once('}')).is_some_and(|(tag, _)| !tag.is_empty())
+/// What is wrong with `QUEUE_NAME` for a sharded keyspace: each shard's
+/// keys carry a hash tag of their own (`<QUEUE_NAME>:{<shard>}:...`), which
+/// a brace in the name would override.
+fn shard_problems(redis: &RedisSettings) -> Option<String> {
+    let tagged = redis.cluster || redis.shards > 1;
+    (tagged && redis.queue.contains(['{', '}'])).then(|| {
+        format!(
+            "QUEUE_NAME={:?}: must not contain braces with REDIS_CLUSTER=true or QUEUE_SHARDS > 1              (each shard's keys get a hash tag of their own)",
+            redis.queue
+        )
+    })
 }
 
 /// Hides the password in a Redis URL (or in each of a comma-separated list
@@ -603,24 +611,19 @@ mod tests {
     }
 
     #[test]
-    fn cluster_mode_reads_seeds_and_needs_a_hash_tagged_queue() {
+    fn cluster_mode_reads_seeds_and_shards_the_queue() {
         let seeds = "redis://127.0.0.1:7000, redis://127.0.0.1:7001";
-        let s = Settings::from_vars(vars(&[
-            ("REDIS_CLUSTER", "true"),
-            ("REDIS_URL", seeds),
-            ("QUEUE_NAME", "webhook_queue:{0}"),
-        ]))
-        .unwrap();
+        let s = Settings::from_vars(vars(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", seeds)])).unwrap();
         assert!(s.redis.cluster);
         assert_eq!(s.redis.seeds(), ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]);
+        assert_eq!(s.redis.shards, 16, "a cluster spreads the queue over 16 shards unless told");
 
-        let err =
-            Settings::from_vars(vars(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", seeds)])).unwrap_err().to_string();
-        assert!(err.contains("QUEUE_NAME") && err.contains("hash tag"), "{err}");
-        for untagged in ["q", "q:{}", "q:{", "q}{x"] {
-            assert!(!has_hash_tag(untagged), "{untagged}");
-        }
-        assert!(has_hash_tag("q:{x}"));
+        let err = Settings::from_vars(vars(&[("REDIS_CLUSTER", "true"), ("REDIS_URL", seeds), ("QUEUE_NAME", "q{0}")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("QUEUE_NAME") && err.contains("braces"), "{err}");
+        let err = Settings::from_vars(vars(&[("QUEUE_SHARDS", "0")])).unwrap_err().to_string();
+        assert!(err.contains("QUEUE_SHARDS"), "{err}");
     }
 
     #[test]

@@ -94,25 +94,31 @@ struct Commit {
 pub struct HookService {
     store: JobStore,
     timeout: Duration,
-    /// Concurrent requests' jobs are stored and queued together (see
-    /// `store::coalesce`): one create script and one queue push per batch.
-    commits: Arc<Coalescer<Commit, Created>>,
+    /// Per shard: concurrent requests' jobs are stored and queued together
+    /// (see `store::coalesce`): one create script and one queue push per
+    /// batch.
+    commits: Arc<Vec<Coalescer<Commit, Created>>>,
 }
 
 impl HookService {
     /// `timeout` bounds every operation, so a hung Redis turns into an
     /// error instead of a hung request.
     pub fn new(store: JobStore, queue: Queue, timeout: Duration) -> Self {
-        let commits = {
-            let (store, queue) = (store.clone(), queue.clone());
-            Arc::new(Coalescer::weighed(
-                |c: &Commit| c.jobs.len().max(1),
-                move |batch: Vec<Commit>| {
-                    let (store, queue) = (store.clone(), queue.clone());
-                    async move { commit(&store, &queue, timeout, batch).await }
-                },
-            ))
-        };
+        let commits = store
+            .shards()
+            .all()
+            .map(|shard| {
+                let (store, queue) = (store.clone(), queue.clone());
+                Coalescer::weighed(
+                    |c: &Commit| c.jobs.len().max(1),
+                    move |batch: Vec<Commit>| {
+                        let (store, queue) = (store.clone(), queue.clone());
+                        async move { commit(&store, &queue, shard, timeout, batch).await }
+                    },
+                )
+            })
+            .collect();
+        let commits = Arc::new(commits);
         Self { store, timeout, commits }
     }
 
@@ -187,10 +193,14 @@ impl HookService {
         // create.lua compares due times with. Millisecond precision: what
         // Redis keeps, so a replayed idempotent answer equals the first.
         let now = whole_ms(Utc::now());
+        // Everything one request writes goes to one shard: the one its
+        // idempotency key names (so a replay finds the first answer), or any.
+        let shards = self.store.shards();
+        let shard = claim.as_ref().map_or_else(|| shards.pick(), |c| shards.of_key(&c.key));
         let prepared: Vec<(JobId, JobSpec, Option<DateTime<Utc>>)> = jobs
             .into_iter()
             .map(|job| {
-                let id = job.mint_id();
+                let id = shards.mint(job.group.as_ref(), job.tag.as_ref(), shard);
                 // Compared as Redis will store it, in whole milliseconds: a
                 // due time 0.9 ms ahead is the same millisecond as now.
                 let due = job.deliver_at.map(whole_ms).filter(|at| *at > now);
@@ -203,7 +213,7 @@ impl HookService {
         let accepted: Vec<(JobId, Option<DateTime<Utc>>, String)> =
             prepared.iter().map(|(id, spec, due)| (id.clone(), *due, spec.to_url.host().to_owned())).collect();
         let commit = Commit { now, claim, jobs: prepared };
-        let created = self.bounded(async { Ok(self.commits.submit(commit).await?) }).await?;
+        let created = self.bounded(async { Ok(self.commits[shard].submit(commit).await?) }).await?;
         if let Created::Duplicate { fingerprint, id, queued_at, .. } = created {
             let accepted = Accepted { id, queued_at, deliver_at: None };
             return Ok(vec![Stored::Duplicate { fingerprint, accepted }]);
@@ -256,6 +266,7 @@ impl HookService {
 async fn commit(
     store: &JobStore,
     queue: &Queue,
+    shard: usize,
     timeout: Duration,
     batch: Vec<Commit>,
 ) -> Result<Vec<Created>, StoreError> {
@@ -290,7 +301,7 @@ async fn commit(
             now: c.now,
         })
         .collect();
-    let created = store.create_many(&requests).await?;
+    let created = store.create_many(shard, &requests).await?;
     let mut tasks: Vec<QueueTask> = Vec::new();
     fn add(tasks: &mut Vec<QueueTask>, task: &str, job_id: &JobId) {
         let attempt = AttemptRef { job_id: job_id.clone(), cycle: 0, attempt: 1 };
@@ -317,16 +328,16 @@ async fn commit(
             Created::Duplicate { .. } => {}
         }
     }
-    queue_first(queue, timeout, &tasks).await;
+    queue_first(queue, shard, timeout, &tasks).await;
     Ok(created)
 }
 
 /// Puts stored jobs' first attempts on the queue. They are accepted
 /// whatever happens here: a failure only delays them until the reconciler
 /// finds them (`RECONCILE_AFTER`), so it is logged, not returned.
-async fn queue_first(queue: &Queue, timeout: Duration, tasks: &[QueueTask]) {
+async fn queue_first(queue: &Queue, shard: usize, timeout: Duration, tasks: &[QueueTask]) {
     let jobs: usize = tasks.iter().map(QueueTask::len).sum();
-    match tokio::time::timeout(timeout, queue.push(tasks)).await {
+    match tokio::time::timeout(timeout, queue.push(shard, tasks)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(
             jobs, error.message = %e, error.cause_chain = ?e,

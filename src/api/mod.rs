@@ -21,7 +21,7 @@ use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::{
     config::{ConfigError, Settings, MISSING_TOKEN},
-    queue::{self, Queue},
+    queue::Queue,
     service::HookService,
     store::{self, JobStore},
 };
@@ -65,7 +65,7 @@ impl Application {
         }
         let conn = store::connect(&settings.redis)?;
         let store = JobStore::new(conn.clone(), &settings);
-        let queue = Queue::new(conn, queue::apalis_config(&settings));
+        let queue = Queue::new(conn, &settings);
         let service = HookService::new(store, queue, settings.redis.response_timeout);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor =

@@ -9,7 +9,7 @@ use crate::{
     config::{Retention, Settings},
     domain::{JobId, Label},
     jobs::{JobRecord, JobState},
-    queue::{self, Queue, QueueError},
+    queue::{Queue, QueueError},
     service::{HookService, ServiceError},
     store::{self, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, RetryNow, StoreError, WorkerInfo},
 };
@@ -108,7 +108,7 @@ impl Console {
     pub fn new(settings: &Settings) -> Result<Self, redis::RedisError> {
         let conn = store::connect(&settings.redis)?;
         let store = JobStore::new(conn.clone(), settings);
-        let queue = Queue::new(conn, queue::apalis_config(settings));
+        let queue = Queue::new(conn, settings);
         let service = HookService::new(store, queue.clone(), settings.redis.response_timeout);
         Ok(Self { service, queue, retention: settings.retention })
     }
@@ -133,7 +133,7 @@ impl Console {
             async { Ok(store.oldest_queued().await?) },
             async { Ok(store.minute_stats(60, now).await?) },
             async { Ok(store.workers(now).await?) },
-            async { Ok(store.awaiting_reconcile(&self.queue.task_lookup()).await?) },
+            async { Ok(store.awaiting_reconcile(&self.queue.task_lookups()).await?) },
         )?;
         Ok(Overview {
             now,

@@ -11,14 +11,14 @@ pub mod poll;
 pub mod wake;
 pub mod workarounds;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use apalis_core::task::{builder::TaskBuilder, task_id::TaskId};
 
 use crate::{
     config::Settings,
     jobs::QueueTask,
-    store::{RedisConn, TaskLookup},
+    store::{RedisConn, Shards, TaskLookup},
 };
 
 /// The apalis storage type the worker consumes.
@@ -38,12 +38,19 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
 }
 
-/// The apalis-redis configuration every process must agree on.
+/// The apalis-redis configuration of shard 0 (the only one by default).
 pub fn apalis_config(settings: &Settings) -> apalis_redis::Config {
+    apalis_config_for(settings, 0)
+}
+
+/// The apalis-redis configuration of shard `shard` that every process must
+/// agree on; its queue name carries the shard's hash tag (see
+/// [`crate::store::Shards`]).
+pub fn apalis_config_for(settings: &Settings, shard: usize) -> apalis_redis::Config {
     let w = &settings.worker;
     let missed = (w.orphan_after.as_secs_f64() / w.heartbeat_interval.as_secs_f64().max(0.001)).ceil().max(2.0);
     apalis_redis::Config::default()
-        .queue(&settings.redis.queue)
+        .queue(Shards::new(&settings.redis).queue(shard))
         // Heartbeats and orphan detection are whole seconds in apalis-redis.
         .heartbeat_interval(w.heartbeat_interval.max(Duration::from_secs(1)))
         .missed_heartbeats(missed as usize)
@@ -64,55 +71,72 @@ pub fn apalis_config(settings: &Settings) -> apalis_redis::Config {
         .batch_size((w.concurrency / 8).clamp(1, 16))
 }
 
-/// Puts attempts on the apalis queue.
+/// Puts attempts on the apalis queue: one apalis queue per shard.
 #[derive(Clone)]
 pub struct Queue {
     conn: RedisConn,
-    config: apalis_redis::Config,
+    configs: Arc<Vec<apalis_redis::Config>>,
 }
 
 impl Queue {
-    /// A queue handle on an existing connection.
-    pub fn new(conn: RedisConn, config: apalis_redis::Config) -> Self {
-        Self { conn, config }
+    /// A handle on every shard's queue, over an existing connection.
+    pub fn new(conn: RedisConn, settings: &Settings) -> Self {
+        let configs = Shards::new(&settings.redis).all().map(|k| apalis_config_for(settings, k)).collect();
+        Self { conn, configs: Arc::new(configs) }
     }
 
-    /// The apalis configuration (key names) in use.
+    /// How many shards (apalis queues) there are.
+    pub fn shards(&self) -> usize {
+        self.configs.len()
+    }
+
+    /// The apalis configuration (key names) of shard 0.
     pub fn config(&self) -> &apalis_redis::Config {
-        &self.config
+        &self.configs[0]
     }
 
-    /// Where apalis keeps task data, for the store's reconciler.
-    pub fn task_lookup(&self) -> TaskLookup {
-        TaskLookup { data_hash: self.config.job_data_hash() }
+    /// The apalis configuration (key names) of shard `shard`.
+    pub fn config_of(&self, shard: usize) -> &apalis_redis::Config {
+        &self.configs[shard]
     }
 
-    /// Pushes tasks through apalis-redis in one round trip, then wakes idle
-    /// workers. Pushing a task id that apalis still holds is a no-op.
-    pub async fn push(&self, tasks: &[QueueTask]) -> Result<(), QueueError> {
+    /// Where shard `shard`'s queue keeps task data, for the store's reconciler.
+    pub fn task_lookup(&self, shard: usize) -> TaskLookup {
+        TaskLookup { shard, data_hash: self.configs[shard].job_data_hash() }
+    }
+
+    /// [`Queue::task_lookup`] of every shard.
+    pub fn task_lookups(&self) -> Vec<TaskLookup> {
+        (0..self.shards()).map(|k| self.task_lookup(k)).collect()
+    }
+
+    /// Pushes tasks onto shard `shard`'s queue in one round trip, then wakes
+    /// idle workers. Pushing a task id that apalis still holds is a no-op.
+    /// Every attempt must be of a job in that shard.
+    pub async fn push(&self, shard: usize, tasks: &[QueueTask]) -> Result<(), QueueError> {
         if tasks.is_empty() {
             return Ok(());
         }
-        push_now(&self.conn, &self.config, tasks).await
+        push_now(&self.conn, &self.configs[shard], tasks).await
     }
 
-    /// Tasks waiting on the queue (active list plus scheduled set).
+    /// Tasks waiting on the queue, every shard (active lists plus scheduled sets).
     pub async fn depth(&self) -> Result<u64, QueueError> {
-        let (active, scheduled): (u64, u64) = redis::pipe()
-            .llen(self.config.active_jobs_list())
-            .zcard(self.config.scheduled_jobs_set())
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(active + scheduled)
+        let mut total = 0;
+        for config in self.configs.iter() {
+            let (active, scheduled): (u64, u64) = redis::pipe()
+                .llen(config.active_jobs_list())
+                .zcard(config.scheduled_jobs_set())
+                .query_async(&mut self.conn.clone())
+                .await?;
+            total += active + scheduled;
+        }
+        Ok(total)
     }
 }
 
 /// One apalis push for `tasks`, then a wake-up for idle workers.
-async fn push_now(
-    conn: &RedisConn,
-    config: &apalis_redis::Config,
-    tasks: &[QueueTask],
-) -> Result<(), QueueError> {
+async fn push_now(conn: &RedisConn, config: &apalis_redis::Config, tasks: &[QueueTask]) -> Result<(), QueueError> {
     let compact = tasks
         .iter()
         .map(|t| Ok(TaskBuilder::new(serde_json::to_vec(t)?).task_id(TaskId::from_string(t.task_id())).build()))

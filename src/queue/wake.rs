@@ -2,9 +2,10 @@
 //!
 //! An idle apalis worker looks for work only every `WORKER_POLL_INTERVAL_MS`
 //! (and, without that, only at heartbeats: APALIS.md #8). Whoever puts work
-//! on the queue also publishes on `<QUEUE_NAME>:hs:wake`; every worker
-//! listens and fetches at once, so a job's wait is a round trip, not a poll
-//! interval. Polling stays as the safety net for lost messages (pub/sub is
+//! on a shard's queue also publishes on that shard's channel
+//! (`<shard queue>:hs:wake`); every worker listens on every shard's channel
+//! and that shard's consumer fetches at once, so a job's wait is a round
+//! trip, not a poll interval. Polling stays as the safety net for lost messages (pub/sub is
 //! fire-and-forget) and for the time a subscription is reconnecting.
 //!
 //! On a Redis Cluster a PUBLISH reaches every node's subscribers, so a
@@ -34,12 +35,13 @@ pub fn nodes(settings: &RedisSettings) -> Result<Vec<redis::Client>, redis::Redi
     }
 }
 
-/// Listens on the wake channel until `stop`, reconnecting as needed, and
-/// signals `notify` once per message and once per (re)subscription (a
-/// pending signal is kept if nobody is waiting, so no wake-up is lost
-/// between two fetches). Each reconnect goes to the next of `nodes`.
-pub async fn listen(nodes: Vec<redis::Client>, queue: String, notify: Arc<Notify>, stop: CancellationToken) {
-    let channel = channel(&queue);
+/// Listens on the wake channel of each of `queues` (one per shard) until
+/// `stop`, reconnecting as needed, and signals that queue's `Notify` once
+/// per message, and every one once per (re)subscription (a pending signal
+/// is kept if nobody is waiting, so no wake-up is lost between two
+/// fetches). Each reconnect goes to the next of `nodes`.
+pub async fn listen(nodes: Vec<redis::Client>, queues: Vec<(String, Arc<Notify>)>, stop: CancellationToken) {
+    let channels: Vec<(String, Arc<Notify>)> = queues.into_iter().map(|(q, n)| (channel(&q), n)).collect();
     let mut backoff = Duration::from_millis(100);
     for client in nodes.iter().cycle() {
         if stop.is_cancelled() {
@@ -47,18 +49,26 @@ pub async fn listen(nodes: Vec<redis::Client>, queue: String, notify: Arc<Notify
         }
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
-                if pubsub.subscribe(&channel).await.is_ok() {
+                let names: Vec<&str> = channels.iter().map(|(c, _)| c.as_str()).collect();
+                if pubsub.subscribe(&names).await.is_ok() {
                     backoff = Duration::from_millis(100);
                     // Messages published while we were not subscribed are
                     // gone (at start, and during a reconnect): fetch once
                     // now rather than wait for the next poll.
-                    notify.notify_one();
+                    for (_, notify) in &channels {
+                        notify.notify_one();
+                    }
                     let mut messages = pubsub.on_message();
                     loop {
                         tokio::select! {
                             () = stop.cancelled() => return,
                             msg = messages.next() => match msg {
-                                Some(_) => notify.notify_one(),
+                                Some(msg) => {
+                                    let name = msg.get_channel_name();
+                                    for (_, notify) in channels.iter().filter(|(c, _)| c == name) {
+                                        notify.notify_one();
+                                    }
+                                }
                                 None => break,
                             },
                         }

@@ -75,9 +75,11 @@ impl JobStore {
     /// fresh cycle due now; see [`RetryNow`].
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn retry_now(&self, id: &JobId) -> Result<RetryNow, StoreError> {
+        let part = self.part_of(id);
         let reply: String = SCRIPTS
             .retry_now
-            .arg(self.prefix())
+            .key(&part.all)
+            .arg(&part.prefix)
             .arg(id.as_str())
             .arg(ms(Utc::now()))
             .arg(self.reconcile_after().as_millis() as u64)
@@ -97,8 +99,15 @@ impl JobStore {
     /// skipped by the worker (the claim finds nothing).
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
-        let n: u64 =
-            SCRIPTS.delete.arg(self.prefix()).arg("").arg(id.as_str()).invoke_async(&mut self.connection()).await?;
+        let part = self.part_of(id);
+        let n: u64 = SCRIPTS
+            .delete
+            .key(&part.all)
+            .arg(&part.prefix)
+            .arg("")
+            .arg(id.as_str())
+            .invoke_async(&mut self.connection())
+            .await?;
         Ok(n == 1)
     }
 
@@ -108,30 +117,34 @@ impl JobStore {
     pub async fn purge_finished(&self, state: JobState, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut total = 0;
         let mut conn = self.connection();
-        loop {
-            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(self.state_key(state))
-                .arg("-inf")
-                .arg(format!("({}", ms(before)))
-                .arg("LIMIT")
-                .arg(0)
-                .arg(PURGE_BATCH)
-                .query_async(&mut conn)
-                .await?;
-            if ids.is_empty() {
-                return Ok(total);
-            }
-            let mut inv = SCRIPTS.delete.prepare_invoke();
-            inv.arg(self.prefix()).arg(state.as_str());
-            for id in &ids {
-                inv.arg(id);
-            }
-            let n: u64 = inv.invoke_async(&mut conn).await?;
-            total += n;
-            if ids.len() < PURGE_BATCH || n == 0 {
-                return Ok(total);
+        for part in self.parts.iter() {
+            let index = format!("{}state:{}", part.prefix, state.as_str());
+            loop {
+                let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(format!("({}", ms(before)))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(PURGE_BATCH)
+                    .query_async(&mut conn)
+                    .await?;
+                if ids.is_empty() {
+                    break;
+                }
+                let mut inv = SCRIPTS.delete.key(&part.all);
+                inv.arg(&part.prefix).arg(state.as_str());
+                for id in &ids {
+                    inv.arg(id);
+                }
+                let n: u64 = inv.invoke_async(&mut conn).await?;
+                total += n;
+                if ids.len() < PURGE_BATCH || n == 0 {
+                    break;
+                }
             }
         }
+        Ok(total)
     }
 
     /// The per-minute counters of the last `minutes` minutes, oldest first
@@ -139,32 +152,39 @@ impl JobStore {
     pub async fn minute_stats(&self, minutes: i64, now: DateTime<Utc>) -> Result<Vec<MinuteStats>, StoreError> {
         let current = now.timestamp() / 60;
         let buckets: Vec<i64> = (current - minutes + 1..=current).collect();
-        let mut pipe = redis::pipe();
-        for m in &buckets {
-            pipe.cmd("HMGET").arg(format!("{}stats:{m}", self.prefix())).arg(&[
-                "delivered",
-                "failed_attempts",
-                "failed",
-            ]);
+        // Each shard counts its own finishes; one pipeline per shard.
+        let mut sums = vec![(0u64, 0u64, 0u64); buckets.len()];
+        for part in self.parts.iter() {
+            let mut pipe = redis::pipe();
+            for m in &buckets {
+                pipe.cmd("HMGET").arg(format!("{}stats:{m}", part.prefix)).arg(&[
+                    "delivered",
+                    "failed_attempts",
+                    "failed",
+                ]);
+            }
+            let rows: Vec<(Option<u64>, Option<u64>, Option<u64>)> = pipe.query_async(&mut self.connection()).await?;
+            for (sum, (d, fa, f)) in sums.iter_mut().zip(rows) {
+                sum.0 += d.unwrap_or(0);
+                sum.1 += fa.unwrap_or(0);
+                sum.2 += f.unwrap_or(0);
+            }
         }
-        let rows: Vec<(Option<u64>, Option<u64>, Option<u64>)> = pipe.query_async(&mut self.connection()).await?;
         Ok(buckets
             .into_iter()
-            .zip(rows)
-            .map(|(m, (d, fa, f))| MinuteStats {
+            .zip(sums)
+            .map(|(m, (delivered, failed_attempts, failed))| MinuteStats {
                 minute: from_ms(m * 60_000),
-                delivered: d.unwrap_or(0),
-                failed_attempts: fa.unwrap_or(0),
-                failed: f.unwrap_or(0),
+                delivered,
+                failed_attempts,
+                failed,
             })
             .collect())
     }
 
     /// When the oldest job still waiting for its first attempt was accepted.
     pub async fn oldest_queued(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let first: Vec<(String, f64)> =
-            self.connection().zrange_withscores(self.state_key(JobState::Queued), 0, 0).await?;
-        Ok(first.first().map(|(_, score)| from_ms(*score as i64)))
+        self.oldest_created_at(JobState::Queued).await
     }
 
     /// Every worker in the registry, most recent heartbeat first. Workers

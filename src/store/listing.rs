@@ -166,17 +166,30 @@ impl JobStore {
     pub async fn list(&self, filter: &JobFilter, after: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         if let Some(id) = &filter.id {
-            let fields: Vec<Option<String>> = redis::cmd("HMGET")
-                .arg(self.job_key(id.as_str()))
-                .arg(&FIELDS[..])
-                .query_async(&mut self.connection())
-                .await?;
+            let fields: Vec<Option<String>> =
+                redis::cmd("HMGET").arg(self.job_key(id)).arg(&FIELDS[..]).query_async(&mut self.connection()).await?;
             let jobs = summary(id.as_str(), &fields)?.filter(|j| filter.matches(j)).into_iter().collect();
             return Ok(Page { jobs, next: None });
         }
+        let pages =
+            futures::future::try_join_all(self.parts.iter().map(|part| self.page_in(part, filter, after, limit)))
+                .await?;
+        Ok(merge(pages, limit))
+    }
+
+    /// One shard's page: its jobs after `after`, and where it stopped
+    /// looking (`None`: it has nothing more).
+    async fn page_in(
+        &self,
+        part: &super::Part,
+        filter: &JobFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         let label = |l: &Option<Label>| l.as_ref().map(|l| l.as_str().to_owned()).unwrap_or_default();
         let flat: Vec<String> = PAGE
-            .arg(self.prefix())
+            .key(&part.all)
+            .arg(&part.prefix)
             .arg(after.map(|c| c.score.to_string()).unwrap_or_default())
             .arg(after.map(|c| c.id.as_str()).unwrap_or_default())
             .arg(limit)
@@ -200,6 +213,34 @@ impl JobStore {
         }
         Ok(Page { jobs, next })
     }
+}
+
+/// Listing order, newest first: creation time, then id, both descending
+/// (as `ZRANGE ... REV` orders equal scores, byte-wise).
+fn key_of(job: &JobSummary) -> (i64, &[u8]) {
+    (job.created_at.timestamp_millis(), job.id.as_bytes())
+}
+
+/// One page from every shard's page. A shard that stopped early (its page
+/// budget or its limit) has looked only as far as its cursor; jobs past the
+/// least advanced such cursor are left for the next page, so none is
+/// skipped. One shard's page passes through unchanged.
+fn merge(pages: Vec<Page>, limit: usize) -> Page {
+    let frontier: Option<Cursor> = pages
+        .iter()
+        .filter_map(|p| p.next.clone())
+        .max_by(|a, b| (a.score, a.id.as_bytes()).cmp(&(b.score, b.id.as_bytes())));
+    let mut jobs: Vec<JobSummary> = pages.into_iter().flat_map(|p| p.jobs).collect();
+    jobs.sort_by(|a, b| key_of(b).cmp(&key_of(a)));
+    if let Some(f) = &frontier {
+        jobs.retain(|j| key_of(j) >= (f.score, f.id.as_bytes()));
+    }
+    if jobs.len() > limit {
+        jobs.truncate(limit);
+        let last = jobs.last().map(|j| Cursor { score: j.created_at.timestamp_millis(), id: j.id.clone() });
+        return Page { jobs, next: last };
+    }
+    Page { jobs, next: frontier }
 }
 
 #[cfg(test)]

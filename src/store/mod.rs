@@ -54,11 +54,13 @@ mod admin;
 pub mod coalesce;
 mod conn;
 mod listing;
+mod shards;
 
 pub use admin::{MinuteStats, RetryNow, WorkerInfo, WORKER_GONE_AFTER};
 use coalesce::Coalescer;
 pub use conn::{connect, RedisConn};
 pub use listing::{Cursor, CursorError, JobFilter, JobSummary, Page, MAX_PAGE};
+pub use shards::Shards;
 
 use std::{sync::Arc, time::Duration};
 
@@ -119,7 +121,7 @@ pub enum Claim {
 }
 
 /// What happened to a requeue request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requeue {
     /// A fresh retry cycle starts now.
     Requeued,
@@ -224,6 +226,8 @@ pub enum Created {
 /// [`crate::queue::Queue::task_lookup`]; the store only reads it.
 #[derive(Debug, Clone)]
 pub struct TaskLookup {
+    /// The shard whose queue this is.
+    pub shard: usize,
     /// apalis's task data hash (task id -> task), present from push until
     /// the janitor sweeps the finished task.
     pub data_hash: String,
@@ -277,10 +281,21 @@ pub const RECONCILE_BATCH: usize = 500;
 #[derive(Clone)]
 pub struct JobStore {
     conn: RedisConn,
-    prefix: String,
+    shards: Shards,
+    /// Per shard: its key prefix and its batched writes.
+    parts: Arc<Vec<Part>>,
     retention: Retention,
     reconcile_after: Duration,
-    batches: Arc<Batches>,
+}
+
+/// One shard's side of the store.
+struct Part {
+    prefix: String,
+    /// A key in the shard's slot, named as every script's `KEYS[1]`: the
+    /// cluster client routes a call by it, and every other key a script
+    /// touches carries the same hash tag.
+    all: String,
+    batches: Batches,
 }
 
 /// The worker's writes for every attempt, each sent with other attempts'
@@ -291,10 +306,9 @@ struct Batches {
 }
 
 impl Batches {
-    fn new(conn: &RedisConn, prefix: &str) -> Self {
-        let all = format!("{prefix}all");
-        let (c2, p2, k2) = (conn.clone(), prefix.to_owned(), all.clone());
-        let (c3, p3, k3) = (conn.clone(), prefix.to_owned(), all);
+    fn new(conn: &RedisConn, prefix: &str, all: &str) -> Self {
+        let (c2, p2, k2) = (conn.clone(), prefix.to_owned(), all.to_owned());
+        let (c3, p3, k3) = (conn.clone(), prefix.to_owned(), all.to_owned());
         Self {
             claim: Coalescer::new(move |claims: Vec<[String; 6]>| {
                 let mut inv = SCRIPTS.claim.key(&k2);
@@ -360,11 +374,19 @@ impl JobStore {
     /// The store of `QUEUE_NAME`'s jobs, with its retention and
     /// `RECONCILE_AFTER`.
     pub fn new(conn: RedisConn, settings: &Settings) -> Self {
-        let prefix = format!("{}:hs:", settings.redis.queue);
+        let shards = Shards::new(&settings.redis);
+        let parts = shards
+            .all()
+            .map(|k| {
+                let prefix = shards.prefix(k);
+                let all = format!("{prefix}all");
+                Part { batches: Batches::new(&conn, &prefix, &all), prefix, all }
+            })
+            .collect();
         Self {
-            batches: Arc::new(Batches::new(&conn, &prefix)),
             conn,
-            prefix,
+            shards,
+            parts: Arc::new(parts),
             retention: settings.retention,
             reconcile_after: settings.reconcile_after,
         }
@@ -376,9 +398,25 @@ impl JobStore {
         self.reconcile_after
     }
 
-    /// The key prefix (`<QUEUE_NAME>:hs:`), for readers of the indexes.
+    /// The shards (`QUEUE_SHARDS`).
+    pub fn shards(&self) -> &Shards {
+        &self.shards
+    }
+
+    /// The key prefix of shard 0 (`<QUEUE_NAME>:hs:` with one shard on one
+    /// Redis), where the keys that belong to no job live: the worker
+    /// registry, monitor sessions.
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.parts[0].prefix
+    }
+
+    /// The key prefix of the shard job `id` lives in.
+    pub fn prefix_of(&self, id: &JobId) -> &str {
+        &self.part_of(id).prefix
+    }
+
+    fn part_of(&self, id: &JobId) -> &Part {
+        &self.parts[self.shards.of_job(id)]
     }
 
     /// The connection, for the other Redis users in this process.
@@ -386,13 +424,18 @@ impl JobStore {
         self.conn.clone()
     }
 
-    fn job_key(&self, id: &str) -> String {
-        format!("{}job:{id}", self.prefix)
+    fn job_key(&self, id: &JobId) -> String {
+        format!("{}job:{id}", self.prefix_of(id))
     }
 
-    /// The key of a state index (for the monitor and tests).
+    /// The key of a state index in shard 0 (for tests on one shard).
     pub fn state_key(&self, state: JobState) -> String {
-        format!("{}state:{}", self.prefix, state.as_str())
+        self.state_key_in(0, state)
+    }
+
+    /// The key of a state index in shard `k`.
+    pub fn state_key_in(&self, k: usize, state: JobState) -> String {
+        format!("{}state:{}", self.parts[k].prefix, state.as_str())
     }
 
     /// Answers when Redis answers.
@@ -411,17 +454,20 @@ impl JobStore {
         idempotency: Option<&IdempotencyClaim>,
         now: DateTime<Utc>,
     ) -> Result<Created, StoreError> {
+        let shard = jobs.first().map(|j| self.shards.of_job(j.id)).unwrap_or_default();
         let request = CreateRequest { jobs: jobs.to_vec(), idempotency, now };
-        let mut created = self.create_many(std::slice::from_ref(&request)).await?;
+        let mut created = self.create_many(shard, std::slice::from_ref(&request)).await?;
         created.pop().ok_or_else(|| StoreError::Corrupt { id: "create".to_owned(), why: "no answer".to_owned() })
     }
 
     /// [`JobStore::create`] for several requests in one round trip; one
-    /// answer per request, in order.
+    /// answer per request, in order. Every job must live in `shard` (see
+    /// [`Shards::mint`]), and so must the idempotency keys.
     #[tracing::instrument(skip_all, fields(requests = requests.len()))]
-    pub async fn create_many(&self, requests: &[CreateRequest<'_>]) -> Result<Vec<Created>, StoreError> {
-        let mut inv = SCRIPTS.create.key(format!("{}all", self.prefix));
-        inv.arg(&self.prefix);
+    pub async fn create_many(&self, shard: usize, requests: &[CreateRequest<'_>]) -> Result<Vec<Created>, StoreError> {
+        let part = &self.parts[shard];
+        let mut inv = SCRIPTS.create.key(&part.all);
+        inv.arg(&part.prefix);
         for r in requests {
             inv.arg(ms(r.now));
             match r.idempotency {
@@ -462,7 +508,7 @@ impl JobStore {
     /// Reads a job with its attempt log.
     #[tracing::instrument(skip_all, fields(job_id = %id))]
     pub async fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        let key = self.job_key(id.as_str());
+        let key = self.job_key(id);
         let (fields, log): (std::collections::HashMap<String, String>, Vec<String>) =
             redis::pipe().hgetall(&key).lrange(format!("{key}:log"), 0, -1).query_async(&mut self.conn.clone()).await?;
         if fields.is_empty() {
@@ -519,6 +565,7 @@ impl JobStore {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let reply = self
+            .part_of(id)
             .batches
             .claim
             .submit([
@@ -562,6 +609,7 @@ impl JobStore {
             NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string()),
         };
         let n = self
+            .part_of(id)
             .batches
             .finish
             .submit([
@@ -601,28 +649,37 @@ impl JobStore {
         spread: Duration,
         ramp_start: u64,
     ) -> Result<Vec<Requeue>, StoreError> {
-        let mut inv = SCRIPTS.requeue.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(ms(Utc::now()))
-            .arg(self.reconcile_after.as_millis() as u64)
-            .arg(spread.as_micros() as u64)
-            .arg(ramp_start);
-        for id in ids {
-            inv.arg(id.as_str());
-        }
-        let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
-        ids.iter()
-            .zip(replies)
-            .map(|(id, reply)| {
-                Ok(match reply.as_str() {
-                    "ok" => Requeue::Requeued,
+        let mut outcomes: Vec<Option<Requeue>> = vec![None; ids.len()];
+        let mut ramp = ramp_start;
+        for (k, part) in self.parts.iter().enumerate() {
+            let mine: Vec<usize> = (0..ids.len()).filter(|i| self.shards.of_job(&ids[*i]) == k).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut inv = SCRIPTS.requeue.key(&part.all);
+            inv.arg(&part.prefix)
+                .arg(ms(Utc::now()))
+                .arg(self.reconcile_after.as_millis() as u64)
+                .arg(spread.as_micros() as u64)
+                .arg(ramp);
+            for i in &mine {
+                inv.arg(ids[*i].as_str());
+            }
+            let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+            for (i, reply) in mine.into_iter().zip(replies) {
+                outcomes[i] = Some(match reply.as_str() {
+                    "ok" => {
+                        ramp += 1;
+                        Requeue::Requeued
+                    }
                     "missing" => Requeue::Missing,
                     other => Requeue::NotStuck(other.parse().map_err(|e: crate::jobs::UnknownState| {
-                        StoreError::Corrupt { id: id.to_string(), why: e.to_string() }
+                        StoreError::Corrupt { id: ids[i].to_string(), why: e.to_string() }
                     })?),
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(Requeue::Missing)).collect())
     }
 
     /// Leases up to `limit` jobs whose next attempt is due, for
@@ -630,10 +687,11 @@ impl JobStore {
     /// attempts. A job whose earlier hand-off lease ran out is handed out
     /// again only when its task is no longer in `tasks`.
     pub async fn lease_due(&self, limit: usize, tasks: &TaskLookup) -> Result<Leased, StoreError> {
+        let part = &self.parts[tasks.shard];
         let flat: Vec<String> = SCRIPTS
             .lease_due
-            .key(format!("{}due", self.prefix))
-            .arg(&self.prefix)
+            .key(format!("{}due", part.prefix))
+            .arg(&part.prefix)
             .arg(ms(Utc::now()))
             .arg(limit)
             .arg(self.reconcile_after.as_millis() as u64)
@@ -660,24 +718,35 @@ impl JobStore {
         Ok(Leased { tasks, reconciled: reconciled.parse().unwrap_or_default() })
     }
 
-    /// One reconciler pass: moves jobs that lost their way forward (see the
-    /// module doc) back to `scheduled`, due now, at most
-    /// [`RECONCILE_BATCH`] per state. Safe to run from every worker at once.
+    /// One reconciler pass over the shard of `tasks`: moves jobs that lost
+    /// their way forward (see the module doc) back to `scheduled`, due now,
+    /// at most [`RECONCILE_BATCH`] per state. Safe to run from every worker
+    /// at once.
     #[tracing::instrument(skip_all)]
     pub async fn reconcile(&self, tasks: &TaskLookup) -> Result<Reconciled, StoreError> {
         self.run_reconcile(tasks, false).await
     }
 
     /// How many jobs the next passes would move (looking at the oldest
-    /// [`RECONCILE_BATCH`] of each state): normally 0. For the monitor.
-    pub async fn awaiting_reconcile(&self, tasks: &TaskLookup) -> Result<Reconciled, StoreError> {
-        self.run_reconcile(tasks, true).await
+    /// [`RECONCILE_BATCH`] of each state in each shard): normally 0. For the
+    /// monitor; `tasks` has one entry per shard.
+    pub async fn awaiting_reconcile(&self, tasks: &[TaskLookup]) -> Result<Reconciled, StoreError> {
+        let mut sum = Reconciled::default();
+        for t in tasks {
+            let r = self.run_reconcile(t, true).await?;
+            sum.queued += r.queued;
+            sum.delivering += r.delivering;
+            sum.scheduled += r.scheduled;
+        }
+        Ok(sum)
     }
 
     async fn run_reconcile(&self, tasks: &TaskLookup, dry: bool) -> Result<Reconciled, StoreError> {
+        let part = &self.parts[tasks.shard];
         let (queued, delivering, scheduled): (u64, u64, u64) = SCRIPTS
             .reconcile
-            .arg(&self.prefix)
+            .key(&part.all)
+            .arg(&part.prefix)
             .arg(ms(Utc::now()))
             .arg(self.reconcile_after.as_millis() as u64)
             .arg(RECONCILE_BATCH)
@@ -688,25 +757,31 @@ impl JobStore {
         Ok(Reconciled { queued, delivering, scheduled })
     }
 
-    /// Deletes up to `limit` finished jobs whose retention has run out.
+    /// Deletes up to `limit` finished jobs per shard whose retention has
+    /// run out.
     pub async fn expire_finished(&self, limit: usize) -> Result<u64, StoreError> {
-        Ok(SCRIPTS
-            .expire
-            .key(format!("{}all", self.prefix))
-            .arg(&self.prefix)
-            .arg(ms(Utc::now()))
-            .arg(limit)
-            .arg(self.retention.succeeded.as_millis() as u64)
-            .arg(self.retention.failed.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
-            .await?)
+        let mut total = 0;
+        for part in self.parts.iter() {
+            let n: u64 = SCRIPTS
+                .expire
+                .key(&part.all)
+                .arg(&part.prefix)
+                .arg(ms(Utc::now()))
+                .arg(limit)
+                .arg(self.retention.succeeded.as_millis() as u64)
+                .arg(self.retention.failed.as_millis() as u64)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            total += n;
+        }
+        Ok(total)
     }
 
     /// Records a worker heartbeat. The hash expires after `ttl`, so a worker
     /// that stops beating disappears by itself; readers treat it as gone
     /// sooner, from the age of `last_beat`.
     pub async fn beat(&self, beat: &WorkerBeat, ttl: Duration) -> Result<(), StoreError> {
-        let key = format!("{}worker:{}", self.prefix, beat.name);
+        let key = format!("{}worker:{}", self.prefix(), beat.name);
         let now = ms(beat.last_beat);
         redis::pipe()
             .hset_multiple(
@@ -724,10 +799,10 @@ impl JobStore {
             .ignore()
             .pexpire(&key, ttl.as_millis() as i64)
             .ignore()
-            .zadd(format!("{}workers", self.prefix), &beat.name, now)
+            .zadd(format!("{}workers", self.prefix()), &beat.name, now)
             .ignore()
             // Names whose hash has long expired leave the registry.
-            .zrembyscore(format!("{}workers", self.prefix), "-inf", now - ttl.as_millis() as i64)
+            .zrembyscore(format!("{}workers", self.prefix()), "-inf", now - ttl.as_millis() as i64)
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await?;
@@ -737,9 +812,9 @@ impl JobStore {
     /// Removes a worker from the registry (clean shutdown).
     pub async fn forget_worker(&self, name: &str) -> Result<(), StoreError> {
         redis::pipe()
-            .del(format!("{}worker:{name}", self.prefix))
+            .del(format!("{}worker:{name}", self.prefix()))
             .ignore()
-            .zrem(format!("{}workers", self.prefix), name)
+            .zrem(format!("{}workers", self.prefix()), name)
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await?;
@@ -748,23 +823,44 @@ impl JobStore {
 
     /// When the oldest job now in `state` was accepted.
     pub async fn oldest_created_at(&self, state: JobState) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let oldest: Vec<(String, i64)> = self.conn.clone().zrange_withscores(self.state_key(state), 0, 0).await?;
-        Ok(oldest.first().map(|(_, created)| from_ms(*created)))
+        let mut oldest: Option<i64> = None;
+        for k in self.shards.all() {
+            let first: Vec<(String, i64)> =
+                self.conn.clone().zrange_withscores(self.state_key_in(k, state), 0, 0).await?;
+            if let Some((_, created)) = first.first() {
+                oldest = Some(oldest.map_or(*created, |o| o.min(*created)));
+            }
+        }
+        Ok(oldest.map(from_ms))
     }
 
     /// How many jobs are in each state.
     pub async fn counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        let mut pipe = redis::pipe();
-        for st in JobState::ALL {
-            pipe.zcard(self.state_key(st));
+        let mut sums = [0u64; JobState::ALL.len()];
+        for k in self.shards.all() {
+            // One pipeline per shard: on a cluster, each goes to one node.
+            let mut pipe = redis::pipe();
+            for st in JobState::ALL {
+                pipe.zcard(self.state_key_in(k, st));
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+            for (sum, n) in sums.iter_mut().zip(counts) {
+                *sum += n;
+            }
         }
-        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(JobState::ALL.into_iter().zip(counts).collect())
+        Ok(JobState::ALL.into_iter().zip(sums).collect())
     }
 
-    /// The ids in a state, newest first (used by tests now, the monitor later).
+    /// The ids in a state, newest first (for tests and tools).
     pub async fn ids_in_state(&self, state: JobState, limit: isize) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(conn.zrevrange(self.state_key(state), 0, limit - 1).await?)
+        let mut all: Vec<(String, i64)> = Vec::new();
+        for k in self.shards.all() {
+            let mut conn = self.conn.clone();
+            let some: Vec<(String, i64)> = conn.zrevrange_withscores(self.state_key_in(k, state), 0, limit - 1).await?;
+            all.extend(some);
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        all.truncate(limit.max(0) as usize);
+        Ok(all.into_iter().map(|(id, _)| id).collect())
     }
 }

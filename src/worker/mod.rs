@@ -81,7 +81,7 @@ pub struct Counters {
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WorkerError> {
     let conn = store::connect(&settings.redis)?;
     let store = JobStore::new(conn.clone(), &settings);
-    let queue = Queue::new(conn.clone(), queue::apalis_config(&settings));
+    let queue = Queue::new(conn.clone(), &settings);
     let runtime = Arc::new(Runtime {
         store: store.clone(),
         deliverer: Deliverer::new(
@@ -108,11 +108,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let identity = scheduler::Identity::new(&settings.worker.name_prefix);
 
     let stop = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
+    let wakes: Vec<Arc<Notify>> = (0..queue.shards()).map(|_| Arc::new(Notify::new())).collect();
     tokio::spawn(queue::wake::listen(
         queue::wake::nodes(&settings.redis)?,
-        settings.redis.queue.clone(),
-        wake.clone(),
+        (0..queue.shards()).map(|k| (queue.config_of(k).queue.to_string(), wakes[k].clone())).collect(),
         stop.clone(),
     ));
     {
@@ -136,12 +135,49 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         stop.clone(),
     ));
 
+    // One apalis worker per shard, all sharing this process's delivery
+    // slots, so every shard is consumed and none can take them all.
+    let consumers: Vec<_> = (0..queue.shards())
+        .map(|shard| {
+            let (settings, conn, queue, runtime, store, stop, wake) = (
+                settings.clone(),
+                conn.clone(),
+                queue.clone(),
+                runtime.clone(),
+                store.clone(),
+                stop.clone(),
+                wakes[shard].clone(),
+            );
+            tokio::spawn(async move { consume(&settings, &conn, &queue, shard, &runtime, &store, &stop, &wake).await })
+        })
+        .collect();
+    futures::future::join_all(consumers).await;
+    stop.cancel();
+    let _ = scheduler.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Consumes shard `shard`'s queue until `stop`, restarting its apalis
+/// worker whenever it dies.
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    settings: &Settings,
+    conn: &crate::store::RedisConn,
+    queue: &Queue,
+    shard: usize,
+    runtime: &Arc<Runtime>,
+    store: &JobStore,
+    stop: &CancellationToken,
+    wake: &Arc<Notify>,
+) {
     let mut run_no = 0u32;
     while !stop.is_cancelled() {
         run_no += 1;
-        let name = workarounds::unique_worker_name(&settings.worker.name_prefix, run_no);
-        tracing::info!(worker = %name, concurrency = settings.worker.concurrency, queue = %settings.redis.queue, "worker started");
-        match run_once(&settings, &conn, &queue, &runtime, &name, &stop, &wake).await {
+        let name = workarounds::unique_worker_name(&format!("{}-s{shard}", settings.worker.name_prefix), run_no);
+        let queue_name = queue.config_of(shard).queue.to_string();
+        tracing::info!(worker = %name, concurrency = settings.worker.concurrency, queue = %queue_name, "worker started");
+        match run_once(settings, conn, queue, shard, runtime, &name, stop, wake).await {
             Ok(()) => break,
             Err(e) if stop.is_cancelled() => {
                 tracing::warn!(error.message = %e, "worker ended with an error during shutdown");
@@ -154,23 +190,21 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
                 // Redis answers. Tasks the dead one held are recovered by
                 // apalis's orphan detection.
                 tracing::error!(worker = %name, error.message = %e, error.cause_chain = ?e, "worker stopped on an error; restarting");
-                wait_for_redis(&store, &stop).await;
+                wait_for_redis(store, stop).await;
             }
         }
     }
-    stop.cancel();
-    let _ = scheduler.await;
-    tracing::info!("worker stopped");
-    Ok(())
 }
 
-/// One apalis worker's life. Boxed as `Send` so that the worker can run on
-/// any runtime thread (naming the type here also settles the
-/// higher-ranked lifetimes in apalis's builder types for the compiler).
+/// One apalis worker's life on shard `shard`. Boxed as `Send` so that the
+/// worker can run on any runtime thread (naming the type here also settles
+/// the higher-ranked lifetimes in apalis's builder types for the compiler).
+#[allow(clippy::too_many_arguments)]
 fn run_once(
     settings: &Settings,
     conn: &crate::store::RedisConn,
     queue: &Queue,
+    shard: usize,
     runtime: &Arc<Runtime>,
     name: &str,
     stop: &CancellationToken,
@@ -181,7 +215,7 @@ fn run_once(
     // woken (work was just pushed) and poll as a safety net, with a strategy
     // of our own (APALIS.md #11: apalis's combinator loses wake-ups).
     let strategy = WakeOrInterval::new(queue::wake::stream(wake.clone()), settings.worker.poll_interval);
-    let backend = Storage::new(conn.clone()).with_config(queue.config().clone()).poll_with_strategy(strategy);
+    let backend = Storage::new(conn.clone()).with_config(queue.config_of(shard).clone()).poll_with_strategy(strategy);
     let worker = WorkerBuilder::new(name)
         .backend(backend)
         .concurrency(settings.worker.concurrency)

@@ -89,8 +89,10 @@ pub async fn run(
             if let Err(e) = store.beat(&beat, REGISTRY_TTL).await {
                 tracing::debug!(error.message = %e, "heartbeat failed");
             }
-            if let Err(e) = workarounds::sweep_finished(&store.connection(), queue.config()).await {
-                tracing::debug!(error.message = %e, "sweep failed; will retry");
+            for shard in 0..queue.shards() {
+                if let Err(e) = workarounds::sweep_finished(&store.connection(), queue.config_of(shard)).await {
+                    tracing::debug!(error.message = %e, "sweep failed; will retry");
+                }
             }
             match store.expire_finished(EXPIRE_BATCH).await {
                 Ok(0) => {}
@@ -101,11 +103,20 @@ pub async fn run(
     }
 }
 
-/// One reconciler pass (see `store`'s module doc): jobs that lost their way
-/// forward become due again. Returns how many; errors are logged and the
-/// pass is tried again next second.
+/// One reconciler pass over every shard (see `store`'s module doc): jobs
+/// that lost their way forward become due again. Returns how many.
 async fn reconcile(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) -> u64 {
-    match store.reconcile(&queue.task_lookup()).await {
+    let mut total = 0;
+    for shard in 0..queue.shards() {
+        total += reconcile_shard(store, queue, shard, metrics).await;
+    }
+    total
+}
+
+/// One shard's reconciler pass; errors are logged and the pass is tried
+/// again next second.
+async fn reconcile_shard(store: &JobStore, queue: &Queue, shard: usize, metrics: &WorkerMetrics) -> u64 {
+    match store.reconcile(&queue.task_lookup(shard)).await {
         Ok(r) => {
             metrics.reconciled(JobState::Queued, r.queued);
             metrics.reconciled(JobState::Delivering, r.delivering);
@@ -125,11 +136,17 @@ async fn reconcile(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) -> 
     }
 }
 
-/// One round: hand due retries to the queue, then promote due queue tasks
-/// in safe chunks. Errors are logged and retried next round (Redis may be
-/// restarting).
+/// One round over every shard: hand due retries to the queue, then promote
+/// due queue tasks in safe chunks. Errors are logged and retried next round
+/// (Redis may be restarting).
 pub async fn tick(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) {
-    let lookup = queue.task_lookup();
+    for shard in 0..queue.shards() {
+        tick_shard(store, queue, shard, metrics).await;
+    }
+}
+
+async fn tick_shard(store: &JobStore, queue: &Queue, shard: usize, metrics: &WorkerMetrics) {
+    let lookup = queue.task_lookup(shard);
     loop {
         match store.lease_due(DUE_BATCH, &lookup).await {
             Ok(leased) => {
@@ -139,7 +156,7 @@ pub async fn tick(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) {
                     metrics.reconciled(JobState::Scheduled, leased.reconciled);
                     tracing::warn!(jobs = leased.reconciled, "handed out again due jobs whose queue task was lost");
                 }
-                if let Err(e) = queue.push(&tasks).await {
+                if let Err(e) = queue.push(shard, &tasks).await {
                     tracing::warn!(error.message = %e, "could not queue due retries; they come due again after their lease");
                     break;
                 }
@@ -153,7 +170,7 @@ pub async fn tick(store: &JobStore, queue: &Queue, metrics: &WorkerMetrics) {
             }
         }
     }
-    if let Err(e) = workarounds::promote_due_in_chunks(&store.connection(), queue.config()).await {
+    if let Err(e) = workarounds::promote_due_in_chunks(&store.connection(), queue.config_of(shard)).await {
         tracing::debug!(error.message = %e, "could not promote due queue tasks");
     }
 }

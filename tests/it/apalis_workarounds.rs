@@ -28,14 +28,14 @@ async fn backlog_of_20000_jobs_is_drained_by_one_worker() {
     let n = 20_000usize;
     let spec: JobSpec = serde_json::from_value(json!({"v": 1, "to_url": rx.url("/bulk"), "payload": {}})).unwrap();
     let ids: Vec<JobId> = (0..n).map(|_| JobId::mint(None, None)).collect();
-    let q = queue::Queue::new(app.store.connection(), queue::apalis_config(&s));
+    let q = queue::Queue::new(app.store.connection(), &s);
     for chunk in ids.chunks(1_000) {
         let records: Vec<NewRecord> =
             chunk.iter().map(|id| NewRecord { id, spec: &spec, due: None, task: None }).collect();
         app.store.create(&records, None, chrono::Utc::now()).await.unwrap();
         let tasks: Vec<QueueTask> =
             chunk.iter().map(|id| QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 }).collect();
-        q.push(&tasks).await.unwrap();
+        q.push(0, &tasks).await.unwrap();
     }
     let cfg = queue::apalis_config(&s);
     let mut conn = app.store.connection();

@@ -128,10 +128,10 @@ impl TestCluster {
     }
 
     /// Settings for one test against this cluster: [`crate::helpers::settings`]
-    /// with `REDIS_CLUSTER=true`, the seeds, and a queue name with a hash
-    /// tag of its own (every key of the queue in one slot).
+    /// with `REDIS_CLUSTER=true`, the seeds, and a queue of its own (split
+    /// into `QUEUE_SHARDS` shards, 16 unless `extra` says otherwise).
     pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
-        let queue = format!("test-{}:{{q}}", uuid::Uuid::new_v4().simple());
+        let queue = format!("test-{}", uuid::Uuid::new_v4().simple());
         let seeds = self.seeds_url();
         let mut vars = vec![("REDIS_CLUSTER", "true"), ("REDIS_URL", seeds.as_str()), ("QUEUE_NAME", queue.as_str())];
         vars.extend_from_slice(extra);

@@ -13,7 +13,7 @@ use hook_slinger::{
     api::Application,
     config::Settings,
     jobs::{JobRecord, JobState},
-    queue::{self, Queue},
+    queue::Queue,
     service::HookService,
     store::{self, JobStore},
 };
@@ -109,7 +109,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     tokio::spawn(app.run_until_stopped(async move { s.cancelled().await }));
     let conn = store::connect(&settings.redis).unwrap();
     let store = JobStore::new(conn.clone(), &settings);
-    let queue = Queue::new(conn, queue::apalis_config(&settings));
+    let queue = Queue::new(conn, &settings);
     let service = HookService::new(store.clone(), queue, Duration::from_secs(5));
     TestApp {
         base: format!("http://127.0.0.1:{port}"),

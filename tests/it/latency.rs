@@ -86,8 +86,11 @@ async fn the_wake_listener_signals_once_subscribed() {
     let client = redis::Client::open(s.redis.url.as_str()).unwrap();
     let notify = Arc::new(Notify::new());
     let stop = CancellationToken::new();
-    let listener =
-        tokio::spawn(queue::wake::listen(vec![client.clone()], s.redis.queue.clone(), notify.clone(), stop.clone()));
+    let listener = tokio::spawn(queue::wake::listen(
+        vec![client.clone()],
+        vec![(s.redis.queue.clone(), notify.clone())],
+        stop.clone(),
+    ));
 
     tokio::time::timeout(Duration::from_secs(5), notify.notified())
         .await

@@ -12,7 +12,7 @@ use std::{
 use hook_slinger::{
     jobs::JobState,
     metrics::{self, QueueSnapshot},
-    queue::{self, Queue},
+    queue::Queue,
     store::{self, JobStore},
     telemetry,
 };
@@ -218,7 +218,7 @@ async fn queue_snapshot_reports_depth_and_the_oldest_waiting_job() {
     let app = spawn_app(s.clone()).await;
     let conn = store::connect(&s.redis).unwrap();
     let store = JobStore::new(conn.clone(), &s);
-    let queue = Queue::new(conn, queue::apalis_config(&s));
+    let queue = Queue::new(conn, &s);
 
     let empty = metrics::queue_snapshot(&store, &queue).await.unwrap();
     assert_eq!(empty, QueueSnapshot { depth: 0, oldest_waiting_age: Duration::ZERO });

@@ -102,10 +102,10 @@ async fn a_queued_job_without_its_task_is_reconciled() {
     let id = store_without_task(&app.store, &rx.url("/lost"), Utc::now()).await;
     // A job with its task, accepted normally, is not touched twice.
     let normal = app.accept(&job_body(&rx.url("/normal"))).await;
-    let stuck = app.store.awaiting_reconcile(&queue_of(&s).task_lookup()).await.unwrap();
+    let stuck = app.store.awaiting_reconcile(&queue_of(&s).task_lookups()).await.unwrap();
     assert_eq!(stuck.total(), 0, "nothing counts as stuck before RECONCILE_AFTER");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let stuck = app.store.awaiting_reconcile(&queue_of(&s).task_lookup()).await.unwrap();
+    let stuck = app.store.awaiting_reconcile(&queue_of(&s).task_lookups()).await.unwrap();
     assert_eq!((stuck.queued, stuck.total()), (1, 1), "the monitor's count sees the stranded job, and only it");
 
     let started = Instant::now();
@@ -116,14 +116,14 @@ async fn a_queued_job_without_its_task_is_reconciled() {
     assert!(started.elapsed() < Duration::from_secs(5), "reconciled within a pass: {:?}", started.elapsed());
     let counts = deliveries(&rx);
     assert_eq!((counts[id.as_str()], counts[&normal]), (1, 1));
-    let after = app.store.awaiting_reconcile(&queue_of(&s).task_lookup()).await.unwrap();
+    let after = app.store.awaiting_reconcile(&queue_of(&s).task_lookups()).await.unwrap();
     assert_eq!(after.total(), 0);
     worker.shutdown().await;
 }
 
 fn queue_of(s: &hook_slinger::config::Settings) -> queue::Queue {
     let conn = hook_slinger::store::connect(&s.redis).unwrap();
-    queue::Queue::new(conn, queue::apalis_config(s))
+    queue::Queue::new(conn, s)
 }
 
 /// A worker SIGKILLed between claim and finish, its apalis task already

@@ -32,14 +32,14 @@ const APALIS_QUEUES_LIST: &str = "core:apalis:queues:list";
 /// Settings whose queue's slot is served by a different master than
 /// `core:apalis:queues:list`, so a script touching both must cross nodes.
 fn settings_apart_from_the_queues_list(cluster: &TestCluster, extra: &[(&str, &str)]) -> Settings {
-    let global = cluster.master_of(APALIS_QUEUES_LIST);
-    let queue = (0..1_000)
-        .map(|i| format!("hs-test-{}:{{s{i}}}", uuid::Uuid::new_v4().simple()))
-        .find(|q| cluster.master_of(q) != global)
-        .expect("some tag hashes to another master");
-    let mut vars = vec![("QUEUE_NAME", queue.as_str())];
+    let mut vars = vec![("QUEUE_SHARDS", "1")];
     vars.extend_from_slice(extra);
-    cluster.settings(&vars)
+    let s = cluster.settings(&vars);
+    // Shard 0's hash tag is `{0}` (slot 13907), served by the third master
+    // of an evenly split cluster; the list's slot (2813) by the first.
+    let queue = queue::apalis_config(&s).queue.to_string();
+    assert_ne!(cluster.master_of(&queue), cluster.master_of(APALIS_QUEUES_LIST), "{queue} is beside the list");
+    s
 }
 
 type Seen = Arc<Mutex<BTreeSet<u32>>>;

@@ -88,7 +88,7 @@ async fn the_wake_listener_subscribes_on_the_first_seed_that_answers() {
     assert_eq!(nodes.len(), 7);
     let notify = Arc::new(Notify::new());
     let stop = CancellationToken::new();
-    let listener = tokio::spawn(wake::listen(nodes, s.redis.queue.clone(), notify.clone(), stop.clone()));
+    let listener = tokio::spawn(wake::listen(nodes, vec![(s.redis.queue.clone(), notify.clone())], stop.clone()));
     tokio::time::timeout(Duration::from_secs(5), notify.notified()).await.expect("subscribed on a live seed");
 
     // Published through the cluster connection, which sends it to the
@@ -117,8 +117,11 @@ async fn a_killed_master_is_replaced_and_the_connection_and_wake_ups_follow() {
     let mut conn = store::connect(&s.redis).unwrap();
     let notify = Arc::new(Notify::new());
     let stop = CancellationToken::new();
-    let listener =
-        tokio::spawn(wake::listen(wake::nodes(&s.redis).unwrap(), s.redis.queue.clone(), notify.clone(), stop.clone()));
+    let listener = tokio::spawn(wake::listen(
+        wake::nodes(&s.redis).unwrap(),
+        vec![(s.redis.queue.clone(), notify.clone())],
+        stop.clone(),
+    ));
     tokio::time::timeout(Duration::from_secs(5), notify.notified()).await.expect("subscribed on the victim");
     let key = key_on(&cluster, victim, "failover:");
     let () = redis::cmd("SET").arg(&key).arg("before").query_async(&mut conn).await.unwrap();
