@@ -99,6 +99,11 @@ pub struct RedisSettings {
     /// its job records are split into this many shards, each with its keys
     /// in one cluster slot (see `store::Shards`).
     pub shards: usize,
+    /// `REDIS_WAIT_REPLICAS` (default 0): answer 202 only once this many
+    /// replicas have the accepted jobs (Redis `WAIT` after the write, at
+    /// most half of `REDIS_TIMEOUT`; 503 otherwise). Replication is
+    /// asynchronous, so without it a failover can lose acknowledged jobs.
+    pub wait_replicas: u32,
     /// `REDIS_TIMEOUT` (seconds): how long one Redis command may take before
     /// it is treated as failed. The redis crate's 500 ms default is fatal
     /// under load (apalis-redis issue #76), so ours is longer.
@@ -113,6 +118,7 @@ impl fmt::Debug for RedisSettings {
             .field("cluster", &self.cluster)
             .field("queue", &self.queue)
             .field("shards", &self.shards)
+            .field("wait_replicas", &self.wait_replicas)
             .field("response_timeout", &self.response_timeout)
             .finish()
     }
@@ -377,6 +383,7 @@ impl Settings {
                 cluster,
                 queue,
                 shards,
+                wait_replicas: p.number("REDIS_WAIT_REPLICAS", 0u32),
                 response_timeout: p.seconds("REDIS_TIMEOUT", 5.0),
             },
             api: ApiSettings {

@@ -51,6 +51,7 @@ impl ServiceError {
             Self::Store(StoreError::Redis(_)) => Written::Maybe,
             Self::Store(StoreError::Encode(_)) => Written::No,
             Self::Store(StoreError::Corrupt { .. }) => Written::Yes,
+            Self::Store(StoreError::NotReplicated { .. }) => Written::Maybe,
         }
     }
 }
@@ -102,8 +103,10 @@ pub struct HookService {
 
 impl HookService {
     /// `timeout` bounds every operation, so a hung Redis turns into an
-    /// error instead of a hung request.
-    pub fn new(store: JobStore, queue: Queue, timeout: Duration) -> Self {
+    /// error instead of a hung request. With `wait_replicas` above 0
+    /// (`REDIS_WAIT_REPLICAS`), jobs are accepted only once that many
+    /// replicas have them.
+    pub fn new(store: JobStore, queue: Queue, timeout: Duration, wait_replicas: u32) -> Self {
         let commits = store
             .shards()
             .all()
@@ -113,7 +116,7 @@ impl HookService {
                     |c: &Commit| c.jobs.len().max(1),
                     move |batch: Vec<Commit>| {
                         let (store, queue) = (store.clone(), queue.clone());
-                        async move { commit(&store, &queue, shard, timeout, batch).await }
+                        async move { commit(&store, &queue, shard, (timeout, wait_replicas), batch).await }
                     },
                 )
             })
@@ -263,11 +266,13 @@ impl HookService {
 /// (the first request may have stopped between storing and queueing); if
 /// apalis still holds that task, the push is a no-op, and the claim step
 /// makes any duplicate harmless.
+/// With `wait_replicas` (`REDIS_WAIT_REPLICAS`) above 0, the write must
+/// also reach that many replicas before the callers hear it succeeded.
 async fn commit(
     store: &JobStore,
     queue: &Queue,
     shard: usize,
-    timeout: Duration,
+    (timeout, wait_replicas): (Duration, u32),
     batch: Vec<Commit>,
 ) -> Result<Vec<Created>, StoreError> {
     let prefix = format!("a.{}", uuid::Uuid::new_v4().simple());
@@ -302,6 +307,10 @@ async fn commit(
         })
         .collect();
     let created = store.create_many(shard, &requests).await?;
+    let replicated = match wait_replicas {
+        0 => Ok(()),
+        n => store.wait_replicas(shard, n, timeout / 2).await,
+    };
     let mut tasks: Vec<QueueTask> = Vec::new();
     fn add(tasks: &mut Vec<QueueTask>, task: &str, job_id: &JobId) {
         let attempt = AttemptRef { job_id: job_id.clone(), cycle: 0, attempt: 1 };
@@ -329,6 +338,10 @@ async fn commit(
         }
     }
     queue_first(queue, shard, timeout, &tasks).await;
+    // Unconfirmed jobs are queued all the same: the master has them, and if
+    // it keeps them they are delivered; the callers hear that a failover
+    // could lose them.
+    replicated?;
     Ok(created)
 }
 

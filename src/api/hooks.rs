@@ -451,6 +451,13 @@ impl Failure {
             (Written::No, Op::Accept) => {
                 "Webhook registration failed: Redis is unavailable. Nothing was stored; retry later."
             }
+            (Written::Maybe, Op::Accept)
+                if matches!(e, ServiceError::Store(crate::store::StoreError::NotReplicated { .. })) =>
+            {
+                "Webhook registration failed: the job was stored, but fewer replicas than REDIS_WAIT_REPLICAS \
+                 confirmed it in time, so a Redis failover could still lose it; it will be delivered unless that \
+                 happens. Retry with the same Idempotency-Key to get it delivered exactly once."
+            }
             (Written::Maybe, Op::Accept) => {
                 "Webhook registration failed: Redis did not answer in time (REDIS_TIMEOUT), so the job may or may \
                  not have been stored; a stored job will be delivered. Retry with the same Idempotency-Key to get \

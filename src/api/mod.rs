@@ -66,7 +66,7 @@ impl Application {
         let conn = store::connect(&settings.redis)?;
         let store = JobStore::new(conn.clone(), &settings);
         let queue = Queue::new(conn, &settings);
-        let service = HookService::new(store, queue, settings.redis.response_timeout);
+        let service = HookService::new(store, queue, settings.redis.response_timeout, settings.redis.wait_replicas);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor =
             TcpListener::bind(addr).into_acceptor().await.map_err(|source| StartError::Bind { addr, source })?;

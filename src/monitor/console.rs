@@ -109,7 +109,8 @@ impl Console {
         let conn = store::connect(&settings.redis)?;
         let store = JobStore::new(conn.clone(), settings);
         let queue = Queue::new(conn, settings);
-        let service = HookService::new(store, queue.clone(), settings.redis.response_timeout);
+        let service =
+            HookService::new(store, queue.clone(), settings.redis.response_timeout, settings.redis.wait_replicas);
         Ok(Self { service, queue, retention: settings.retention })
     }
 

@@ -114,6 +114,30 @@ fn apalis_register_worker(cmd: &Cmd) -> Option<ScriptInvocation<'static>> {
     Some(invocation)
 }
 
+impl RedisConn {
+    /// `WAIT replicas timeout` on the master that holds `key`: blocks until
+    /// the writes made so far over this connection (to that master) have
+    /// reached `replicas` replicas, or `timeout` passed. Returns how many
+    /// replicas have them. (`WAIT` names no key, so on a cluster it is
+    /// routed by hand to the master of `key`'s slot.)
+    pub async fn wait_replicas(&self, key: &str, replicas: u32, timeout: Duration) -> Result<u32, redis::RedisError> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout.as_millis() as u64);
+        match self {
+            Self::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Self::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key, SlotAddr::Master);
+                let value = c
+                    .clone()
+                    .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
+                    .await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

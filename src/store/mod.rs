@@ -90,6 +90,16 @@ pub enum StoreError {
     /// A value could not be encoded.
     #[error("could not encode a job record")]
     Encode(#[from] serde_json::Error),
+    /// The write reached its master, but fewer replicas than
+    /// `REDIS_WAIT_REPLICAS` confirmed it in time: a failover now could
+    /// lose it.
+    #[error("written, but only {got} of {wanted} replicas confirmed it in time (REDIS_WAIT_REPLICAS)")]
+    NotReplicated {
+        /// `REDIS_WAIT_REPLICAS`.
+        wanted: u32,
+        /// Replicas that confirmed.
+        got: u32,
+    },
 }
 
 impl StoreError {
@@ -100,6 +110,7 @@ impl StoreError {
             Self::Redis(e) => Self::Redis(e.clone()),
             Self::Corrupt { id, why } => Self::Corrupt { id: id.clone(), why: why.clone() },
             Self::Encode(e) => Self::Corrupt { id: "encode".to_owned(), why: e.to_string() },
+            Self::NotReplicated { wanted, got } => Self::NotReplicated { wanted: *wanted, got: *got },
         }
     }
 }
@@ -503,6 +514,17 @@ impl JobStore {
                 }
             })
             .collect()
+    }
+
+    /// Waits until the writes made so far to shard `shard`'s master have
+    /// reached `replicas` replicas, at most `timeout`; see
+    /// [`RedisConn::wait_replicas`].
+    pub async fn wait_replicas(&self, shard: usize, replicas: u32, timeout: Duration) -> Result<(), StoreError> {
+        let got = self.conn.wait_replicas(&self.parts[shard].all, replicas, timeout).await?;
+        if got < replicas {
+            return Err(StoreError::NotReplicated { wanted: replicas, got });
+        }
+        Ok(())
     }
 
     /// Reads a job with its attempt log.

@@ -110,7 +110,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     let conn = store::connect(&settings.redis).unwrap();
     let store = JobStore::new(conn.clone(), &settings);
     let queue = Queue::new(conn, &settings);
-    let service = HookService::new(store.clone(), queue, Duration::from_secs(5));
+    let service = HookService::new(store.clone(), queue, Duration::from_secs(5), settings.redis.wait_replicas);
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
         http: reqwest::Client::new(),
