@@ -24,8 +24,11 @@ build:
 ## test: formatting, lints, then every test against the local Redis
 test: redis lint pyenv
 	@# The chaos binary is `make chaos`'s: here it would only run no-ops.
-	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast -E 'not binary(chaos)'; \
-	else $(CARGO) test --lib --bins --test it; fi
+	@# Then the integration tests again on a keyspace split into 4 shards
+	@# (QUEUE_SHARDS), as a cluster splits it, on the one local Redis.
+	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast -E 'not binary(chaos)' && \
+	  TEST_QUEUE_SHARDS=4 $(CARGO) nextest run --no-fail-fast -E 'binary(it) & not test(cluster::)'; \
+	else $(CARGO) test --lib --bins --test it && TEST_QUEUE_SHARDS=4 $(CARGO) test --test it; fi
 
 ## chaos: fault, load and hostile-input scenarios with numbers (minutes;
 ## results in target/chaos/results.jsonl), then schemathesis against the API

@@ -255,6 +255,41 @@ mod tests {
         assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
     }
 
+    fn job(ms: i64, id: &str) -> JobSummary {
+        JobSummary {
+            id: id.to_owned(),
+            state: JobState::Queued,
+            group: None,
+            tag: None,
+            host: String::new(),
+            created_at: from_ms(ms),
+            updated_at: from_ms(ms),
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            next_attempt_at: None,
+        }
+    }
+
+    #[test]
+    fn merging_shards_never_passes_a_shard_that_stopped_early() {
+        // Shard A ran out of budget after looking at (50, "m"); shard B is
+        // done. B's older jobs wait for the next page, which starts at A's cursor.
+        let a = Page { jobs: vec![job(90, "a")], next: Some(Cursor { score: 50, id: "m".to_owned() }) };
+        let b = Page { jobs: vec![job(80, "b"), job(50, "n"), job(40, "c")], next: None };
+        let page = merge(vec![a, b], 10);
+        let ids: Vec<&str> = page.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "n"]);
+        assert_eq!(page.next, Some(Cursor { score: 50, id: "m".to_owned() }));
+        // A full page ends at its last job, newest first across shards.
+        let a = Page { jobs: vec![job(90, "a"), job(70, "x")], next: None };
+        let b = Page { jobs: vec![job(80, "b"), job(70, "y")], next: None };
+        let page = merge(vec![a, b], 3);
+        let ids: Vec<&str> = page.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "y"]);
+        assert_eq!(page.next, Some(Cursor { score: 70, id: "y".to_owned() }));
+    }
+
     #[test]
     fn malformed_cursors_are_refused() {
         for bad in ["", "abc", "12", "x:id", "12:"] {

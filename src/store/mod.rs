@@ -458,17 +458,29 @@ impl JobStore {
 
     /// Stores new jobs: `queued`, or `scheduled` when their `due` time is
     /// ahead. With an idempotency claim, nothing is stored if the key was
-    /// seen before; the first request's answer comes back instead.
+    /// seen before; the first request's answer comes back instead (the key
+    /// must then hash to the jobs' shard, see [`Shards::mint`]). Jobs of
+    /// several shards are stored shard by shard.
     pub async fn create(
         &self,
         jobs: &[NewRecord<'_>],
         idempotency: Option<&IdempotencyClaim>,
         now: DateTime<Utc>,
     ) -> Result<Created, StoreError> {
-        let shard = jobs.first().map(|j| self.shards.of_job(j.id)).unwrap_or_default();
-        let request = CreateRequest { jobs: jobs.to_vec(), idempotency, now };
-        let mut created = self.create_many(shard, std::slice::from_ref(&request)).await?;
-        created.pop().ok_or_else(|| StoreError::Corrupt { id: "create".to_owned(), why: "no answer".to_owned() })
+        let mut stored = 0;
+        for shard in self.shards.all() {
+            let mine: Vec<NewRecord<'_>> = jobs.iter().filter(|j| self.shards.of_job(j.id) == shard).copied().collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let request = CreateRequest { jobs: mine, idempotency, now };
+            match self.create_many(shard, std::slice::from_ref(&request)).await?.pop() {
+                Some(Created::New(n)) => stored += n,
+                Some(dup) => return Ok(dup),
+                None => return Err(StoreError::Corrupt { id: "create".to_owned(), why: "no answer".to_owned() }),
+            }
+        }
+        Ok(Created::New(stored))
     }
 
     /// [`JobStore::create`] for several requests in one round trip; one

@@ -5,7 +5,7 @@ use std::{
     time::Instant,
 };
 
-use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use apalis::prelude::{BoxDynError, Data};
 use chrono::Utc;
 
 use crate::{
@@ -39,9 +39,10 @@ use super::Runtime;
 /// core. (apalis's `.parallelize(tokio::spawn)` does the same, but its
 /// executor bound trips the compiler's higher-ranked lifetime inference
 /// once the worker future must be `Send`.)
-pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>, worker: WorkerContext) -> Result<(), BoxDynError> {
+pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>) -> Result<(), BoxDynError> {
     let rt = Arc::clone(&rt);
-    let name = worker.name().to_owned();
+    // Attempts name the process, not the shard's apalis worker.
+    let name = rt.name.clone();
     let runs: Vec<_> = task
         .attempts()
         .into_iter()

@@ -60,6 +60,9 @@ pub struct Runtime {
     /// [`store::LEASE_GRACE`]. Past it the attempt may go to another worker
     /// and this one's result is refused.
     pub lease: Duration,
+    /// This process's name (in the worker registry, and on every attempt
+    /// it makes).
+    pub name: String,
     /// `WORKER_CONCURRENCY` delivery slots: a task may carry many attempts,
     /// so apalis's task limit alone does not bound deliveries.
     pub slots: Arc<tokio::sync::Semaphore>,
@@ -82,7 +85,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let conn = store::connect(&settings.redis)?;
     let store = JobStore::new(conn.clone(), &settings);
     let queue = Queue::new(conn.clone(), &settings);
+    let identity = scheduler::Identity::new(&settings.worker.name_prefix);
     let runtime = Arc::new(Runtime {
+        name: identity.name().to_owned(),
         store: store.clone(),
         deliverer: Deliverer::new(
             settings.worker.http_timeout,
@@ -105,7 +110,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         queue.clone(),
     )
     .await;
-    let identity = scheduler::Identity::new(&settings.worker.name_prefix);
 
     let stop = CancellationToken::new();
     let wakes: Vec<Arc<Notify>> = (0..queue.shards()).map(|_| Arc::new(Notify::new())).collect();

@@ -40,6 +40,11 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The unique name of this worker process.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Names this process: prefix, host, pid and start time.
     pub fn new(prefix: &str) -> Self {
         Self {

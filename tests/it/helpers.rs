@@ -56,6 +56,8 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
         // Many workers run at once in one process; the metrics tests pick
         // their own ports.
         ("WORKER_METRICS_PORT", "0"),
+        // `make test` runs the suite a second time on a sharded keyspace.
+        ("QUEUE_SHARDS", &std::env::var("TEST_QUEUE_SHARDS").unwrap_or_else(|_| "1".to_owned())),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

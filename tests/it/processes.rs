@@ -16,6 +16,7 @@ fn worker_process(s: &Settings, dir: &std::path::Path) -> Child {
         .env_clear()
         .env("REDIS_URL", &s.redis.url)
         .env("QUEUE_NAME", &s.redis.queue)
+        .env("QUEUE_SHARDS", s.redis.shards.to_string())
         .env("HEARTBEAT_INTERVAL", s.worker.heartbeat_interval.as_secs_f64().to_string())
         .env("ORPHAN_AFTER", s.worker.orphan_after.as_secs_f64().to_string())
         .env("HTTP_TIMEOUT", s.worker.http_timeout.as_secs_f64().to_string())

@@ -164,10 +164,11 @@ async fn a_task_apalis_gives_up_on_does_not_leave_the_job_delivering() {
     let app = spawn_app(s.clone()).await;
     let id = store_without_task(&app.store, &rx.url("/infra"), Utc::now()).await;
     let mut conn = app.store.connection();
-    let index_key = app.store.state_key(JobState::Succeeded);
+    let shard = app.store.shards().of_job(&id);
+    let index_key = app.store.state_key_in(shard, JobState::Succeeded);
     let _: () = conn.set(&index_key, "not a sorted set").await.unwrap();
     // The task arrives on its last run: one more failure and apalis drops it.
-    let cfg = queue::apalis_config(&s);
+    let cfg = queue::apalis_config_for(&s, shard);
     let task = QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 };
     let built = TaskBuilder::new(serde_json::to_vec(&task).unwrap())
         .task_id(TaskId::from_string(task.task_id()))
@@ -184,7 +185,7 @@ async fn a_task_apalis_gives_up_on_does_not_leave_the_job_delivering() {
         assert!(Instant::now() < deadline, "apalis never gave up on the task");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let key = format!("{}job:{}", app.store.prefix(), id);
+    let key = format!("{}job:{}", app.store.prefix_of(&id), id);
     let state: String = conn.hget(&key, "state").await.unwrap();
     assert_eq!(state, "delivering", "the failed recording left it delivering");
     // Redis is healthy again; the job must find its way without apalis.

@@ -121,6 +121,7 @@ async fn the_binary_prints_json_for_scripts_and_exits_nonzero_on_refusal() {
             .args(args)
             .env("REDIS_URL", crate::helpers::redis_url())
             .env("QUEUE_NAME", &s.redis.queue)
+            .env("QUEUE_SHARDS", s.redis.shards.to_string())
             .env("LOG_LEVEL", "warn")
             .env("NO_COLOR", "1")
             .output()
