@@ -7,6 +7,7 @@
 //! (`latency.rs`; `BENCH_LATENCY_SECS` per rate, default 60) and updates
 //! its rows in `results.json`, keeping the others.
 
+mod cluster;
 mod latency;
 
 use std::{
@@ -281,6 +282,24 @@ impl RedisCost {
     }
 }
 
+/// The receiver's ceiling again, then the cluster capacity rows.
+async fn cluster_section(http: &reqwest::Client, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let rx_url = start_sink(Arc::new(Sink::default())).await?;
+    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let (ceiling, _) = post_many(http, &rx_url, n, 64, |_| json!({"event": "x"}), false).await;
+    report.put("receiver ceiling, cluster section (direct POSTs/s, c=64)", format!("{:.0}", ceiling.rate));
+    cluster::run(&env.bin, report, ceiling.rate).await
+}
+
+/// Starts the in-process receiver counting into `sink`; returns its URL.
+async fn start_sink(sink: Arc<Sink>) -> anyhow::Result<String> {
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let rx_addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().context("receiver addr")?;
+    let app_route = Route::new().at("/*path", poem::post(receive)).data(sink);
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app_route));
+    Ok(format!("http://{rx_addr}/hook"))
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
         if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -332,6 +351,7 @@ async fn bench() -> anyhow::Result<()> {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let only_latency = only == "latency";
     let only_e2e = only == "e2e";
+    let only_cluster = only == "cluster";
     let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
 
     // Our own Redis, without persistence, so runs are comparable.
@@ -356,6 +376,9 @@ async fn bench() -> anyhow::Result<()> {
     let mut procs = Procs::default();
     let mut report = Report::default();
     let result = async {
+        if only_cluster {
+            return cluster_section(&http, &env, &mut report).await;
+        }
         if only_latency {
             procs.add("app", env.spawn("hook-slinger-app", &[])?);
             wait_ready(&http, &base).await?;
@@ -365,14 +388,16 @@ async fn bench() -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        latency::run(&env, &base, &mut procs, &mut report).await
+        latency::run(&env, &base, &mut procs, &mut report).await?;
+        procs.stop("app");
+        cluster_section(&http, &env, &mut report).await
     }
     .await;
     drop(procs);
     let _ = redis.kill();
     let _ = redis.wait();
     result?;
-    report.write(only_latency || only_e2e)
+    report.write(only_latency || only_e2e || only_cluster)
 }
 
 /// Accept rates, end-to-end throughput, latency at 500/s and backlog drain,
@@ -389,11 +414,7 @@ async fn throughput(
     let backlog: usize = std::env::var("BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
 
     let sink = Arc::new(Sink::default());
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let rx_addr: SocketAddr = *acceptor.local_addr()[0].as_socket_addr().context("receiver addr")?;
-    let app_route = Route::new().at("/*path", poem::post(receive)).data(sink.clone());
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app_route));
-    let rx_url = format!("http://{rx_addr}/hook");
+    let rx_url = start_sink(sink.clone()).await?;
 
     let job =
         |_: usize| json!({"to_url": rx_url, "payload": {"event": "order.paid", "amount": 4200, "currency": "EUR"}});

@@ -13,8 +13,17 @@
 //! One Redis with one shard (the default) keeps the key names of earlier
 //! versions: `<QUEUE_NAME>:hs:...` for records, `<QUEUE_NAME>` as the apalis
 //! queue. With more shards, or on a cluster, shard `k` is
-//! `<QUEUE_NAME>:{k}:hs:...` and `<QUEUE_NAME>:{k}`. Changing `QUEUE_SHARDS`
-//! moves jobs to other shards: drain the queue first.
+//! `<QUEUE_NAME>:{<tag>}:hs:...` and `<QUEUE_NAME>:{<tag>}`, where the tag
+//! of shard `k` of `n` is the first of `k`, `k.1`, `k.2`, ... whose slot
+//! lies in the `k`-th `n`-th of the slot space: a cluster whose slots are
+//! split evenly among its masters (as `redis-cli --cluster create` does)
+//! gets the same number of shards on each. Changing `QUEUE_SHARDS` moves
+//! jobs to other shards: drain the queue first.
+//!
+//! A request without an idempotency key may go to any shard; the app sends
+//! the requests of each 10 ms window to one shard, in turn, so that they
+//! share its batched writes (see `coalesce`) as they would with one shard,
+//! and every shard gets its share over time.
 
 use crate::{config::RedisSettings, domain::JobId};
 
@@ -23,16 +32,39 @@ use crate::{config::RedisSettings, domain::JobId};
 pub struct Shards {
     queue: String,
     count: usize,
-    tagged: bool,
+    /// Each shard's hash tag; empty for one shard on one Redis.
+    tags: Vec<String>,
+    /// Where this process starts its turn through the shards.
+    offset: u64,
+}
+
+/// Hash slots in a Redis Cluster.
+const SLOTS: usize = 16_384;
+
+/// A key's cluster slot.
+fn slot(tag: &str) -> usize {
+    usize::from(crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes())) % SLOTS
+}
+
+/// The tag of shard `k` of `n`: see the module doc.
+fn tag(k: usize, n: usize) -> String {
+    let range = k * SLOTS / n..(k + 1) * SLOTS / n;
+    std::iter::once(k.to_string())
+        .chain((1..).map(|i| format!("{k}.{i}")))
+        .find(|t| range.contains(&slot(t)))
+        .expect("some suffix lands in every range")
 }
 
 impl Shards {
     /// The layout `settings` ask for.
     pub fn new(settings: &RedisSettings) -> Self {
+        let count = settings.shards.max(1);
+        let tagged = settings.cluster || count > 1;
         Self {
             queue: settings.queue.clone(),
-            count: settings.shards.max(1),
-            tagged: settings.cluster || settings.shards > 1,
+            count,
+            tags: if tagged { (0..count).map(|k| tag(k, count)).collect() } else { Vec::new() },
+            offset: rand::random(),
         }
     }
 
@@ -53,10 +85,9 @@ impl Shards {
 
     /// The apalis queue name of shard `k`; apalis's keys start with it.
     pub fn queue(&self, k: usize) -> String {
-        if self.tagged {
-            format!("{}:{{{k}}}", self.queue)
-        } else {
-            self.queue.clone()
+        match self.tags.get(k) {
+            Some(tag) => format!("{}:{{{tag}}}", self.queue),
+            None => self.queue.clone(),
         }
     }
 
@@ -89,9 +120,14 @@ impl Shards {
         }
     }
 
-    /// A shard for a request without an idempotency key.
+    /// A shard for a request without an idempotency key: the same one
+    /// for every request in this 10 ms window (see the module doc).
     pub fn pick(&self) -> usize {
-        rand::random_range(0..self.count)
+        let window = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64 / 10)
+            .unwrap_or_default();
+        (window.wrapping_add(self.offset) % self.count as u64) as usize
     }
 }
 
@@ -100,7 +136,13 @@ mod tests {
     use super::*;
 
     fn shards(cluster: bool, n: usize) -> Shards {
-        Shards { queue: "q".to_owned(), count: n, tagged: cluster || n > 1 }
+        let settings = crate::config::Settings::from_vars(vec![
+            ("QUEUE_NAME".to_owned(), "q".to_owned()),
+            ("QUEUE_SHARDS".to_owned(), n.to_string()),
+            ("REDIS_CLUSTER".to_owned(), cluster.to_string()),
+        ])
+        .unwrap();
+        Shards::new(&settings.redis)
     }
 
     #[test]
@@ -109,6 +151,22 @@ mod tests {
         assert_eq!((s.prefix(0), s.queue(0)), ("q:hs:".to_owned(), "q".to_owned()));
         let c = shards(true, 1);
         assert_eq!((c.prefix(0), c.queue(0)), ("q:{0}:hs:".to_owned(), "q:{0}".to_owned()));
+    }
+
+    #[test]
+    fn shards_spread_evenly_over_an_evenly_split_cluster() {
+        for n in [2, 3, 16] {
+            let s = shards(true, n);
+            for masters in [1, 2, 3] {
+                let mut per = vec![0; masters];
+                for k in s.all() {
+                    per[slot(&s.tags[k]) * masters / SLOTS] += 1;
+                }
+                assert!(per.iter().max().unwrap() - per.iter().min().unwrap() <= 1, "{n} shards: {per:?}");
+            }
+        }
+        // Tags are stable: the same shard count gives the same keys anywhere.
+        assert_eq!(shards(true, 16).queue(5), shards(true, 16).queue(5));
     }
 
     #[test]
