@@ -4,19 +4,21 @@
 //!
 //! apalis-redis keeps only a last error, no creation or next-run time, and
 //! its listing is broken (APALIS.md #3), so the queue carries pointers and
-//! the records live here. Layout, under `<QUEUE_NAME>:hs:`:
+//! the records live here. Layout, under each shard's prefix
+//! (`<QUEUE_NAME>:hs:` with one shard on one Redis; see [`Shards`]):
 //!
 //! | key                   | type | holds                                           |
 //! |-----------------------|------|-------------------------------------------------|
-//! | `job:<id>`            | hash | spec JSON, state, counters, times, last result  |
-//! | `job:<id>:log`        | list | one JSON [`Attempt`] per attempt, the latest [`ATTEMPT_LOG_MAX`] |
+//! | `job:<id>`            | hash | spec JSON, state, counters, times, last result, the queue task carrying it, and its attempt log: one JSON [`Attempt`] per field `log:<n>`, the latest [`ATTEMPT_LOG_MAX`] |
+//! | `job:<id>:log`        | list | the attempt log of records written before it moved into the hash (read, never written) |
 //! | `all`                 | zset | every job, scored by creation time (ms)         |
 //! | `state:<state>`       | zset | jobs in that state, scored by creation time     |
 //! | `group:<g>`, `tag:<t>`, `host:<h>` | zset | jobs with that label or destination host, by creation time |
 //! | `due`                 | zset | `scheduled` jobs, scored by next attempt (ms)   |
-//! | `expiry`              | zset | finished jobs, scored by when retention ends    |
+//! | `expiry`              | zset | finished jobs of earlier versions, scored by when retention ends (drained, never written) |
+//! | `expire:<state>`      | string | where the expiry walk of a finished state resumes |
 //! | `stats:<unix minute>` | hash | `delivered`, `failed_attempts`, `failed` counts (2 h TTL) |
-//! | `workers`             | zset | worker names, scored by last heartbeat (ms)     |
+//! | `workers`             | zset | worker names, scored by last heartbeat (ms) (shard 0) |
 //! | `idem:<caller>:<key>` | hash | first answer to an `Idempotency-Key` (TTL)      |
 //! | `worker:<name>`       | hash | [`WorkerBeat`] fields (TTL: a few heartbeats)   |
 //! | `reconcile:<state>`   | string | where the reconciler's walk of that state index resumes |
