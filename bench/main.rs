@@ -231,14 +231,21 @@ struct RedisCost {
     by_command: HashMap<String, (u64, f64)>,
 }
 
+/// CPU time a process has used so far (utime + stime of every thread,
+/// from `/proc/<pid>/stat`), in µs.
+fn cpu_us(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hz = 100.0; // USER_HZ, 100 on every Linux this runs on.
+    Ok(ticks as f64 / hz * 1e6)
+}
+
 impl RedisCost {
     async fn read(pid: u32, redis_url: &str) -> anyhow::Result<Self> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces) in parentheses.
-        let rest = stat.rsplit_once(')').context("stat format")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        let hz = 100.0; // USER_HZ, 100 on every Linux this runs on.
+        let cpu = cpu_us(pid)?;
         let client = redis::Client::open(redis_url)?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await?;
@@ -251,7 +258,7 @@ impl RedisCost {
             })
             .collect();
         let commands = by_command.values().map(|(calls, _)| calls).sum();
-        Ok(Self { cpu_us: ticks as f64 / hz * 1e6, commands, by_command })
+        Ok(Self { cpu_us: cpu, commands, by_command })
     }
 
     /// With `BENCH_VERBOSE=1`: the commands behind the figure, per job,
@@ -487,6 +494,8 @@ async fn end_to_end(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = RedisCost::read(env.redis_pid, redis_url).await?;
+        let pids: Vec<u32> = procs.children.iter().filter(|(n, _)| n != "receiver").map(|(_, c)| c.id()).collect();
+        let cpu_before: f64 = pids.iter().filter_map(|p| cpu_us(*p).ok()).sum();
         let started = Instant::now();
         let _ = post_many(http, &format!("{base}/hook_slinger/"), n, 64, job, true).await;
         let done = wait_count(sink, n as u64, Duration::from_secs(300)).await?;
@@ -494,6 +503,7 @@ async fn end_to_end(
         // The last results are recorded just after their delivery arrives.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = RedisCost::read(env.redis_pid, redis_url).await?;
+        let cpu_after: f64 = pids.iter().filter_map(|p| cpu_us(*p).ok()).sum();
         let (cpu, cmds) = before.per_job(&after, n);
         before.print_breakdown(&after, n);
         report.put(
@@ -503,6 +513,10 @@ async fn end_to_end(
         report.put(
             &format!("Redis per job, {workers} worker(s): accept + delivery (CPU µs, commands)"),
             format!("{cpu:.1} µs  {cmds:.1} commands"),
+        );
+        report.put(
+            &format!("app + worker CPU per job, {workers} worker(s) (µs)"),
+            format!("{:.1}", (cpu_after - cpu_before) / n as f64),
         );
         if workers == 1 {
             let pid = procs.children[first].1.id();
