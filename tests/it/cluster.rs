@@ -9,6 +9,7 @@
 
 mod apalis;
 mod conn;
+mod e2e;
 
 use std::{
     collections::BTreeSet,
