@@ -1,6 +1,6 @@
 //! Fault and load scenarios with numbers (`make chaos`): workers killed and
-//! stopped under load, Redis restarted, receivers that refuse or never
-//! answer, and a 100,000-job backlog. Each scenario prints one line
+//! stopped under load, Redis restarted, a Redis Cluster master killed,
+//! receivers that refuse or never answer, and a 100,000-job backlog. Each scenario prints one line
 //! (`scenario=... sent=... accepted=... delivered=... lost=0 duplicates=...`)
 //! and appends it as JSON to `target/chaos/results.jsonl`.
 //!
@@ -12,9 +12,14 @@
 #[allow(dead_code)]
 mod helpers;
 
+#[path = "../it/cluster/harness.rs"]
+#[allow(dead_code)]
+mod cluster;
+
 mod support;
 
 mod black_hole;
+mod cluster_failover;
 mod queued_100k;
 mod redis_restart;
 mod refused;

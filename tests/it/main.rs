@@ -15,3 +15,4 @@ mod original;
 mod processes;
 mod rules;
 mod stranded;
+mod wait_replicas;

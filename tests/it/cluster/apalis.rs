@@ -195,18 +195,3 @@ async fn heartbeats_orphan_recovery_and_our_queue_scripts_work_on_a_cluster() {
     assert_eq!(c.scard::<_, u32>(config.done_jobs_set()).await.unwrap(), 0);
     assert_eq!(c.hlen::<_, u32>(config.job_data_hash()).await.unwrap(), 0);
 }
-
-/// What does not work on a cluster yet: our own job store. Kept as a probe
-/// for the store rewrite (run with `--ignored`).
-#[tokio::test]
-#[ignore = "the job store's scripts declare no KEYS, so a cluster routes them to a random node"]
-async fn app_and_worker_deliver_on_a_cluster() {
-    let cluster = TestCluster::start();
-    let rx = crate::helpers::Receiver::start().await;
-    let s = cluster.settings(&[]);
-    let app = crate::helpers::spawn_app(s.clone()).await;
-    let worker = crate::helpers::spawn_worker(&s);
-    let id = app.accept(&crate::helpers::job_body(&rx.url("/c"))).await;
-    app.wait_state(&id, hook_slinger::jobs::JobState::Succeeded, Duration::from_secs(10)).await;
-    worker.shutdown().await;
-}
