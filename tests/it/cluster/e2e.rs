@@ -64,7 +64,22 @@ async fn post_jobs(app: &TestApp, rx: &Flaky, n: usize) -> Vec<(String, bool)> {
         .map(|i| {
             let flaky = i % 4 == 0;
             let url = format!("{}/{}/{i}", rx.url, if flaky { "flaky" } else { "ok" });
-            async move { (app.accept(&json!({"to_url": url, "payload": {"i": i}})).await, flaky) }
+            // Each with an Idempotency-Key: its hash picks the shard, so the
+            // jobs spread over all of them whatever the timing.
+            async move {
+                let resp = app
+                    .http
+                    .post(format!("{}/hook_slinger/", app.base))
+                    .header("Authorization", format!("Token {}", crate::helpers::TOKEN))
+                    .header("Idempotency-Key", format!("e2e-{i}"))
+                    .json(&json!({"to_url": url, "payload": {"i": i}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                let body: serde_json::Value = resp.json().await.unwrap();
+                (body["job_id"].as_str().unwrap().to_owned(), flaky)
+            }
         })
         .buffer_unordered(16)
         .collect()
@@ -95,10 +110,10 @@ fn keys_on(port: u16, queue: &str) -> Vec<String> {
     .unwrap()
 }
 
-/// The shard number in a key `<queue>:{k}:...`.
-fn shard_of(key: &str) -> usize {
+/// The shard's hash tag in a key `<queue>:{<tag>}:...`.
+fn shard_of(key: &str) -> String {
     let tag = &key[key.find('{').unwrap() + 1..];
-    tag[..tag.find('}').unwrap()].parse().unwrap()
+    tag[..tag.find('}').unwrap()].to_owned()
 }
 
 /// Pages through `GET /hook_slinger/` with `limit`, following
@@ -202,13 +217,13 @@ async fn app_two_workers_and_the_monitor_on_a_cluster() {
     // hash tag maps to.
     let masters = cluster.masters();
     assert_eq!(masters.len(), 3);
-    let mut shard_home: BTreeMap<usize, u16> = BTreeMap::new();
+    let mut shard_home: BTreeMap<String, u16> = BTreeMap::new();
     for &master in &masters {
         let keys = keys_on(master, &s.redis.queue);
         assert!(!keys.is_empty(), "no keys of the queue on master {master}");
         for key in keys {
             let k = shard_of(&key);
-            let home = *shard_home.entry(k).or_insert(master);
+            let home = *shard_home.entry(k.clone()).or_insert(master);
             assert_eq!(home, master, "shard {k} has keys on {home} and {master} ({key})");
         }
     }
