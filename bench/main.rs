@@ -141,6 +141,11 @@ impl Env {
             .env("LOG_LEVEL", "warn")
             .env("WORKER_METRICS_PORT", "0")
             .stdout(Stdio::null());
+        // BENCH_LOG_DIR=<dir>: keep each process's log (warnings and up).
+        if let Ok(dir) = std::env::var("BENCH_LOG_DIR") {
+            let path = std::path::Path::new(&dir).join(format!("{name}-{}.log", free_port()));
+            cmd.stdout(std::fs::File::create(path)?);
+        }
         for (k, v) in extra {
             cmd.env(k, v);
         }
