@@ -445,11 +445,12 @@ async fn throughput(
     if !only_e2e {
         accept_rates(env, http, base, report, app_pid, n, &job).await?;
     }
-    end_to_end(env, http, base, procs, report, &sink, ceiling.rate, n, &job).await?;
+    let run = Run { env, http, base, sink: &sink };
+    end_to_end(&run, procs, report, ceiling.rate, n, &job).await?;
     if only_e2e {
         return Ok(());
     }
-    steady_and_drain(env, http, base, procs, report, &sink, backlog, &job).await
+    steady_and_drain(&run, procs, report, backlog, &job).await
 }
 
 /// Single and batch accept rates, no worker running.
@@ -476,19 +477,24 @@ async fn accept_rates(
     Ok(())
 }
 
+/// What the sections after the accept rates work with.
+struct Run<'a> {
+    env: &'a Env,
+    http: &'a reqwest::Client,
+    base: &'a str,
+    sink: &'a Sink,
+}
+
 /// End to end with 1 and 3 workers, with what Redis spent per job.
-#[allow(clippy::too_many_arguments)]
 async fn end_to_end(
-    env: &Env,
-    http: &reqwest::Client,
-    base: &str,
+    run: &Run<'_>,
     procs: &mut Procs,
     report: &mut Report,
-    sink: &Sink,
     ceiling: f64,
     n: usize,
     job: &impl Fn(usize) -> Value,
 ) -> anyhow::Result<()> {
+    let Run { env, http, base, sink } = *run;
     let redis_url = &env.redis_url;
     for workers in [1usize, 3] {
         flush(redis_url).await?;
@@ -536,17 +542,14 @@ async fn end_to_end(
 }
 
 /// Latency at a steady 500 jobs/s, then the drain of a backlog, one worker.
-#[allow(clippy::too_many_arguments)]
 async fn steady_and_drain(
-    env: &Env,
-    http: &reqwest::Client,
-    base: &str,
+    run: &Run<'_>,
     procs: &mut Procs,
     report: &mut Report,
-    sink: &Sink,
     backlog: usize,
     job: &impl Fn(usize) -> Value,
 ) -> anyhow::Result<()> {
+    let Run { env, http, base, sink } = *run;
     let redis_url = &env.redis_url;
     // 4. Latency at a steady 500 jobs/s with one worker.
     flush(redis_url).await?;

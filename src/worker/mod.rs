@@ -141,18 +141,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 
     // One apalis worker per shard, all sharing this process's delivery
     // slots, so every shard is consumed and none can take them all.
+    let shared = Arc::new(Consumers {
+        settings: settings.clone(),
+        conn: conn.clone(),
+        queue: queue.clone(),
+        runtime: runtime.clone(),
+        store: store.clone(),
+        stop: stop.clone(),
+    });
     let consumers: Vec<_> = (0..queue.shards())
         .map(|shard| {
-            let (settings, conn, queue, runtime, store, stop, wake) = (
-                settings.clone(),
-                conn.clone(),
-                queue.clone(),
-                runtime.clone(),
-                store.clone(),
-                stop.clone(),
-                wakes[shard].clone(),
-            );
-            tokio::spawn(async move { consume(&settings, &conn, &queue, shard, &runtime, &store, &stop, &wake).await })
+            let (shared, wake) = (shared.clone(), wakes[shard].clone());
+            tokio::spawn(async move { consume(&shared, shard, &wake).await })
         })
         .collect();
     futures::future::join_all(consumers).await;
@@ -162,26 +162,27 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     Ok(())
 }
 
+/// What every shard's consumer shares.
+struct Consumers {
+    settings: Settings,
+    conn: crate::store::RedisConn,
+    queue: Queue,
+    runtime: Arc<Runtime>,
+    store: JobStore,
+    stop: CancellationToken,
+}
+
 /// Consumes shard `shard`'s queue until `stop`, restarting its apalis
 /// worker whenever it dies.
-#[allow(clippy::too_many_arguments)]
-async fn consume(
-    settings: &Settings,
-    conn: &crate::store::RedisConn,
-    queue: &Queue,
-    shard: usize,
-    runtime: &Arc<Runtime>,
-    store: &JobStore,
-    stop: &CancellationToken,
-    wake: &Arc<Notify>,
-) {
+async fn consume(shared: &Consumers, shard: usize, wake: &Arc<Notify>) {
+    let Consumers { settings, queue, store, stop, .. } = shared;
     let mut run_no = 0u32;
     while !stop.is_cancelled() {
         run_no += 1;
         let name = workarounds::unique_worker_name(&format!("{}-s{shard}", settings.worker.name_prefix), run_no);
         let queue_name = queue.config_of(shard).queue.to_string();
         tracing::info!(worker = %name, concurrency = settings.worker.concurrency, queue = %queue_name, "worker started");
-        match run_once(settings, conn, queue, shard, runtime, &name, stop, wake).await {
+        match run_once(shared, shard, &name, wake).await {
             Ok(()) => break,
             Err(e) if stop.is_cancelled() => {
                 tracing::warn!(error.message = %e, "worker ended with an error during shutdown");
@@ -203,17 +204,13 @@ async fn consume(
 /// One apalis worker's life on shard `shard`. Boxed as `Send` so that the
 /// worker can run on any runtime thread (naming the type here also settles
 /// the higher-ranked lifetimes in apalis's builder types for the compiler).
-#[allow(clippy::too_many_arguments)]
 fn run_once(
-    settings: &Settings,
-    conn: &crate::store::RedisConn,
-    queue: &Queue,
+    shared: &Consumers,
     shard: usize,
-    runtime: &Arc<Runtime>,
     name: &str,
-    stop: &CancellationToken,
     wake: &Arc<Notify>,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), apalis_core::error::WorkerError>> + Send>> {
+    let Consumers { settings, conn, queue, runtime, stop, .. } = shared;
     // WORKAROUND(apalis-redis 1.0.0, APALIS.md #8): an idle worker only
     // looks for work at each heartbeat unless told to poll. We fetch when
     // woken (work was just pushed) and poll as a safety net, with a strategy
