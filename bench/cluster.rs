@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{free_port, post_many, wait_count, wait_ready, Env, Procs, RedisCost, Report, Sink};
 
@@ -178,6 +178,5 @@ pub async fn run(bin: &std::path::Path, report: &mut Report, ceiling: f64) -> an
         drop(procs);
         drop(cluster);
     }
-    let _: Option<Value> = None;
     Ok(())
 }

@@ -311,32 +311,30 @@ async fn commit(
         0 => Ok(()),
         n => store.wait_replicas(shard, n, timeout / 2).await,
     };
-    let mut tasks: Vec<QueueTask> = Vec::new();
-    fn add(tasks: &mut Vec<QueueTask>, task: &str, job_id: &JobId) {
-        let attempt = AttemptRef { job_id: job_id.clone(), cycle: 0, attempt: 1 };
-        match tasks.iter_mut().rev().find(|t| t.task_id() == task) {
-            Some(QueueTask::DeliverBatchV1 { attempts, .. }) => attempts.push(attempt),
-            _ => tasks.push(QueueTask::DeliverBatchV1 { id: task.to_owned(), attempts: vec![attempt] }),
-        }
-    }
+    let first = |job_id: &JobId| AttemptRef { job_id: job_id.clone(), cycle: 0, attempt: 1 };
+    let mut named: Vec<(String, AttemptRef)> = Vec::new();
+    // Replays of records from before batch tasks name no task.
+    let mut single: Vec<QueueTask> = Vec::new();
     for ((c, names), outcome) in batch.iter().zip(&names).zip(&created) {
         match outcome {
             Created::New(_) => {
                 for ((id, _, _), name) in c.jobs.iter().zip(names) {
                     if let Some(name) = name {
-                        add(&mut tasks, name, id);
+                        named.push((name.clone(), first(id)));
                     }
                 }
             }
             Created::Duplicate { id, state: Some(JobState::Queued), task: Some(task), .. } => {
-                add(&mut tasks, task, id);
+                named.push((task.clone(), first(id)));
             }
             Created::Duplicate { id, state: Some(JobState::Queued), task: None, .. } => {
-                tasks.push(QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 });
+                single.push(QueueTask::DeliverV1 { job_id: id.clone(), cycle: 0, attempt: 1 });
             }
             Created::Duplicate { .. } => {}
         }
     }
+    let mut tasks = QueueTask::batches(named);
+    tasks.append(&mut single);
     queue_first(queue, shard, timeout, &tasks).await;
     // Unconfirmed jobs are queued all the same: the master has them, and if
     // it keeps them they are delivered; the callers hear that a failover

@@ -259,6 +259,24 @@ impl QueueTask {
         self.len() == 0
     }
 
+    /// Batch tasks from attempts, each named with the id of the task that
+    /// is to carry it (the id its job records); attempts with the same id
+    /// go into one task, in order.
+    pub fn batches(attempts: impl IntoIterator<Item = (String, AttemptRef)>) -> Vec<Self> {
+        let mut tasks: Vec<Self> = Vec::new();
+        for (task, attempt) in attempts {
+            let same = tasks.iter_mut().rev().find_map(|t| match t {
+                Self::DeliverBatchV1 { id, attempts } if *id == task => Some(attempts),
+                _ => None,
+            });
+            match same {
+                Some(attempts) => attempts.push(attempt),
+                None => tasks.push(Self::DeliverBatchV1 { id: task, attempts: vec![attempt] }),
+            }
+        }
+        tasks
+    }
+
     /// The attempts this task makes.
     pub fn attempts(self) -> Vec<AttemptRef> {
         match self {
@@ -271,6 +289,24 @@ impl QueueTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_named_alike_share_one_batch_task_in_order() {
+        let at = |n: u32| AttemptRef { job_id: JobId::mint(None, None), cycle: 0, attempt: n };
+        let (a, b, c) = (at(1), at(2), at(3));
+        let tasks = QueueTask::batches([
+            ("t.0".to_owned(), a.clone()),
+            ("t.1".to_owned(), b.clone()),
+            ("t.0".to_owned(), c.clone()),
+        ]);
+        assert_eq!(
+            tasks,
+            [
+                QueueTask::DeliverBatchV1 { id: "t.0".to_owned(), attempts: vec![a, c] },
+                QueueTask::DeliverBatchV1 { id: "t.1".to_owned(), attempts: vec![b] },
+            ]
+        );
+    }
 
     #[test]
     fn to_auth_is_stored_but_never_shown() {

@@ -117,8 +117,8 @@ impl JobStore {
     pub async fn purge_finished(&self, state: JobState, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut total = 0;
         let mut conn = self.connection();
-        for part in self.parts.iter() {
-            let index = format!("{}state:{}", part.prefix, state.as_str());
+        for (k, part) in self.parts.iter().enumerate() {
+            let index = self.state_key_in(k, state);
             loop {
                 let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
                     .arg(&index)

@@ -1,11 +1,10 @@
 //! Group commit: concurrent callers' small writes reach Redis as one script
 //! call.
 //!
-//! Most of what a script costs Redis is the call itself (finding the
-//! script, converting its arguments, entering Lua: measured at about 9 µs
-//! per `EVALSHA`, against 1–2 µs per command inside it), so a job's
-//! create, claim and finish are each sent together with whatever other
-//! jobs' are waiting. Nothing waits to fill a batch: a call starts as soon
+//! A script call costs Redis something whatever it does (reading the
+//! request, finding the script, entering Lua, writing the reply), so a
+//! job's create, claim and finish are each sent together with whatever
+//! other jobs' are waiting: that share of the cost is paid once per batch. Nothing waits to fill a batch: a call starts as soon
 //! as one of [`MAX_IN_FLIGHT`] slots is free and takes everything queued up
 //! to then. An idle process therefore sends each write at once, and a busy
 //! one sends them in batches that grow with the load.
@@ -20,24 +19,6 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::StoreError;
 
-/// An error that every item of a failed call gets a copy of.
-pub trait SharedError: Sized + Send + 'static {
-    /// This error again, for another item of the same call.
-    fn share(&self) -> Self;
-    /// The call's answer was lost or made no sense.
-    fn lost(why: String) -> Self;
-}
-
-impl SharedError for StoreError {
-    fn share(&self) -> Self {
-        self.duplicate()
-    }
-
-    fn lost(why: String) -> Self {
-        StoreError::Corrupt { id: "batch".to_owned(), why }
-    }
-}
-
 /// Calls of one kind in flight at once, per process and shard.
 pub const MAX_IN_FLIGHT: usize = 4;
 
@@ -45,25 +26,31 @@ pub const MAX_IN_FLIGHT: usize = 4;
 /// goes alone): bounds how long one script holds Redis.
 pub const MAX_BATCH: usize = 500;
 
-type Waiter<O, E> = oneshot::Sender<Result<O, E>>;
-type Flush<R, O, E> = Arc<dyn Fn(Vec<R>) -> Pin<Box<dyn Future<Output = Result<Vec<O>, E>> + Send>> + Send + Sync>;
+type Waiter<O> = oneshot::Sender<Result<O, StoreError>>;
+type Flush<R, O> =
+    Arc<dyn Fn(Vec<R>) -> Pin<Box<dyn Future<Output = Result<Vec<O>, StoreError>> + Send>> + Send + Sync>;
+
+/// The call's answer was lost or made no sense.
+fn lost(why: String) -> StoreError {
+    StoreError::Corrupt { id: "batch".to_owned(), why }
+}
 
 /// Batches items of type `R` into calls of `flush`, which answers one `O`
 /// per item, in order.
-pub struct Coalescer<R, O, E = StoreError> {
-    flush: Flush<R, O, E>,
+pub struct Coalescer<R, O> {
+    flush: Flush<R, O>,
     weight: fn(&R) -> usize,
-    tx: OnceLock<mpsc::UnboundedSender<(R, Waiter<O, E>)>>,
+    tx: OnceLock<mpsc::UnboundedSender<(R, Waiter<O>)>>,
 }
 
-impl<R: Send + 'static, O: Send + 'static, E: SharedError> Coalescer<R, O, E> {
+impl<R: Send + 'static, O: Send + 'static> Coalescer<R, O> {
     /// A coalescer over `flush`, one job per item. Its loop starts on first
     /// use, on the runtime of the caller, and ends when the coalescer is
     /// dropped.
     pub fn new<F, Fut>(flush: F) -> Self
     where
         F: Fn(Vec<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
     {
         Self::weighed(|_| 1, flush)
     }
@@ -72,28 +59,28 @@ impl<R: Send + 'static, O: Send + 'static, E: SharedError> Coalescer<R, O, E> {
     pub fn weighed<F, Fut>(weight: fn(&R) -> usize, flush: F) -> Self
     where
         F: Fn(Vec<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
     {
         Self { flush: Arc::new(move |items| Box::pin(flush(items))), weight, tx: OnceLock::new() }
     }
 
     /// Sends `item` with the next call and waits for its answer. Dropping
     /// the future does not withdraw the item: once submitted it is written.
-    pub async fn submit(&self, item: R) -> Result<O, E> {
+    pub async fn submit(&self, item: R) -> Result<O, StoreError> {
         let (tx, rx) = oneshot::channel();
         let sender = self.tx.get_or_init(|| spawn_loop(self.flush.clone(), self.weight));
         if sender.send((item, tx)).is_err() {
-            return Err(E::lost("the batching loop has stopped".to_owned()));
+            return Err(lost("the batching loop has stopped".to_owned()));
         }
-        rx.await.unwrap_or_else(|_| Err(E::lost("the batched call was dropped".to_owned())))
+        rx.await.unwrap_or_else(|_| Err(lost("the batched call was dropped".to_owned())))
     }
 }
 
-fn spawn_loop<R: Send + 'static, O: Send + 'static, E: SharedError>(
-    flush: Flush<R, O, E>,
+fn spawn_loop<R: Send + 'static, O: Send + 'static>(
+    flush: Flush<R, O>,
     weight: fn(&R) -> usize,
-) -> mpsc::UnboundedSender<(R, Waiter<O, E>)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(R, Waiter<O, E>)>();
+) -> mpsc::UnboundedSender<(R, Waiter<O>)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(R, Waiter<O>)>();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     tokio::spawn(async move {
         // An item that did not fit the previous batch starts the next one.
@@ -125,7 +112,7 @@ fn spawn_loop<R: Send + 'static, O: Send + 'static, E: SharedError>(
             }
             let flush = flush.clone();
             tokio::spawn(async move {
-                let (items, waiters): (Vec<R>, Vec<Waiter<O, E>>) = batch.into_iter().unzip();
+                let (items, waiters): (Vec<R>, Vec<Waiter<O>>) = batch.into_iter().unzip();
                 let n = items.len();
                 match flush(items).await {
                     Ok(outs) if outs.len() == n => {
@@ -136,12 +123,12 @@ fn spawn_loop<R: Send + 'static, O: Send + 'static, E: SharedError>(
                     Ok(outs) => {
                         let why = format!("{} answers for {n} items", outs.len());
                         for waiter in waiters {
-                            let _ = waiter.send(Err(E::lost(why.clone())));
+                            let _ = waiter.send(Err(lost(why.clone())));
                         }
                     }
                     Err(e) => {
                         for waiter in waiters {
-                            let _ = waiter.send(Err(e.share()));
+                            let _ = waiter.send(Err(e.duplicate()));
                         }
                     }
                 }

@@ -739,18 +739,14 @@ impl JobStore {
         let Some((reconciled, flat)) = flat.split_first() else {
             return Ok(Leased::default());
         };
-        // Consecutive entries share a task (the script fills one, then the next).
-        let mut tasks: Vec<QueueTask> = Vec::new();
-        for c in flat.chunks_exact(4) {
-            let (Ok(job_id), Ok(cycle), Ok(attempt)) = (JobId::parse(&c[0]), c[1].parse(), c[2].parse()) else {
-                continue;
+        let tasks = QueueTask::batches(flat.chunks_exact(4).filter_map(|c| {
+            let attempt = AttemptRef {
+                job_id: JobId::parse(&c[0]).ok()?,
+                cycle: c[1].parse().ok()?,
+                attempt: c[2].parse().ok()?,
             };
-            let attempt = AttemptRef { job_id, cycle, attempt };
-            match tasks.last_mut() {
-                Some(QueueTask::DeliverBatchV1 { id, attempts }) if *id == c[3] => attempts.push(attempt),
-                _ => tasks.push(QueueTask::DeliverBatchV1 { id: c[3].clone(), attempts: vec![attempt] }),
-            }
-        }
+            Some((c[3].clone(), attempt))
+        }));
         Ok(Leased { tasks, reconciled: reconciled.parse().unwrap_or_default() })
     }
 
