@@ -52,7 +52,9 @@ target/pyenv/.ok:
 	touch $@
 
 ## bench: release build, then the benchmark (app, workers, Redis and a receiver on this machine);
-## BENCH_ONLY=latency runs only the latency at 50/200/500 jobs/s (BENCH_LATENCY_SECS each, default 60)
+## BENCH_ONLY=latency runs only the latency at 50/200/500 jobs/s (BENCH_LATENCY_SECS each, default 60),
+## BENCH_ONLY=e2e only end to end with Redis CPU and commands per job (BENCH_VERBOSE=1: per command),
+## BENCH_ONLY=cluster only the Redis Cluster capacity (1, 2 and 3 masters)
 bench:
 	$(CARGO) build --release --bins
 	@scripts/ensure-redis.sh >/dev/null
