@@ -5,6 +5,8 @@
 //! - [`config`]: the one typed configuration, parsed at start.
 //! - [`domain`]: request-level types parsed at the edge (ids, labels, URLs).
 //! - [`jobs`]: job records, states, attempts and the queue's wire format.
+//! - [`endpoints`]: a tenant's registered endpoints, their secrets and subscriptions.
+//! - [`events`]: accepting events and expanding each into one delivery (a job) per matching endpoint.
 //! - [`store`]: our job records and indexes in Redis (the source of truth).
 //! - [`queue`]: the apalis-redis queue and the workarounds for its defects.
 //! - [`delivery`]: the outbound HTTP request and the retry policy.
@@ -22,6 +24,8 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod endpoints;
+pub mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod monitor;

@@ -8,9 +8,12 @@ use std::{collections::BTreeMap, error::Error as _, sync::Arc, time::Duration};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::{domain::JobId, jobs::JobSpec};
+use crate::{
+    domain::{JobId, TargetUrl},
+    jobs::JobSpec,
+};
 
 pub use policy::{Backoff, RetryPolicy, StopReason, Verdict};
 pub use signing::{signature_header, SecretError, SigningSecret};
@@ -66,6 +69,11 @@ pub enum Outcome {
         /// Which address and why.
         error: String,
     },
+    /// Nothing was sent: there is nothing to send any more.
+    Undeliverable {
+        /// Why (the endpoint was deleted or disabled, the event expired).
+        why: String,
+    },
 }
 
 impl Outcome {
@@ -73,7 +81,7 @@ impl Outcome {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Delivered { status, .. } | Self::Refused { status, .. } => Some(*status),
-            Self::Unreachable { .. } | Self::Blocked { .. } => None,
+            Self::Unreachable { .. } | Self::Blocked { .. } | Self::Undeliverable { .. } => None,
         }
     }
 
@@ -83,6 +91,7 @@ impl Outcome {
             Self::Delivered { .. } => None,
             Self::Refused { status, .. } => Some(format!("receiver answered HTTP {status}")),
             Self::Unreachable { error } | Self::Blocked { error } => Some(error.clone()),
+            Self::Undeliverable { why } => Some(why.clone()),
         }
     }
 
@@ -92,6 +101,47 @@ impl Outcome {
             Self::Delivered { response, .. } | Self::Refused { response, .. } => Some(response),
             _ => None,
         }
+    }
+}
+
+/// One request to send: where, what, and how to sign it.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Where to POST.
+    pub url: TargetUrl,
+    /// The body, JSON.
+    pub body: Vec<u8>,
+    /// `webhook-id`: the job id for a job, the event id for a delivery of an
+    /// event (the same for every endpoint and every retry).
+    pub message_id: String,
+    /// Who signs.
+    pub signing: Signing,
+    /// An `Authorization` header to send (a job's `to_auth`).
+    pub auth: Option<SecretString>,
+    /// Extra headers (an endpoint's); never replace ours.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Which secrets sign a request.
+#[derive(Debug, Clone)]
+pub enum Signing {
+    /// The server's `SIGNING_SECRETS` (none: unsigned), for jobs.
+    Server,
+    /// An endpoint's secrets (during a rotation, old and new).
+    With(Vec<SigningSecret>),
+}
+
+impl Outbound {
+    /// A `/hook_slinger/` job's request: its payload, to its URL.
+    pub fn job(id: &JobId, spec: &JobSpec) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            url: spec.to_url.clone(),
+            body: serde_json::to_vec(&spec.payload)?,
+            message_id: id.to_string(),
+            signing: Signing::Server,
+            auth: spec.to_auth.clone(),
+            headers: Vec::new(),
+        })
     }
 }
 
@@ -133,33 +183,51 @@ impl Deliverer {
         Ok(Self { client, timeout, policy, secrets: secrets.into() })
     }
 
-    /// POSTs the job's payload once.
+    /// POSTs a job's payload once.
     pub async fn send(&self, id: &JobId, spec: &JobSpec) -> Outcome {
+        match Outbound::job(id, spec) {
+            Ok(out) => self.send_request(id, out).await,
+            Err(e) => Outcome::Unreachable { error: format!("could not encode payload: {e}") },
+        }
+    }
+
+    /// POSTs one request once; `id` is the job that carries it.
+    pub async fn send_request(&self, id: &JobId, out: Outbound) -> Outcome {
         // IP literals never reach the resolver, so they are checked here.
-        if let Some(host) = spec.to_url.as_url().host() {
+        if let Some(host) = out.url.as_url().host() {
             if let Err(b) = self.policy.check_host(&host) {
                 return Outcome::Blocked { error: b.to_string() };
             }
         }
-        let body = match serde_json::to_vec(&spec.payload) {
-            Ok(b) => b,
-            Err(e) => return Outcome::Unreachable { error: format!("could not encode payload: {e}") },
-        };
+        let body = out.body;
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
-            headers.insert(JOB_ID_HEADER, v.clone());
-            if !self.secrets.is_empty() {
-                let ts = chrono::Utc::now().timestamp();
-                let sig = signature_header(&self.secrets, id.as_str(), ts, &body);
-                headers.insert("webhook-id", v);
-                headers.insert("webhook-timestamp", HeaderValue::from(ts));
-                if let Ok(sig) = HeaderValue::from_str(&sig) {
-                    headers.insert("webhook-signature", sig);
-                }
+        // An endpoint's own headers first, so ours replace any of the same
+        // name (endpoints refuse them on save too).
+        for (name, value) in &out.headers {
+            if let (Ok(n), Ok(v)) =
+                (reqwest::header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+            {
+                headers.insert(n, v);
             }
         }
-        if let Some(auth) = &spec.to_auth {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            headers.insert(JOB_ID_HEADER, v);
+        }
+        let secrets: &[SigningSecret] = match &out.signing {
+            Signing::Server => &self.secrets,
+            Signing::With(s) => s,
+        };
+        if let (false, Ok(v)) = (secrets.is_empty(), HeaderValue::from_str(&out.message_id)) {
+            let ts = chrono::Utc::now().timestamp();
+            let sig = signature_header(secrets, &out.message_id, ts, &body);
+            headers.insert("webhook-id", v);
+            headers.insert("webhook-timestamp", HeaderValue::from(ts));
+            if let Ok(sig) = HeaderValue::from_str(&sig) {
+                headers.insert("webhook-signature", sig);
+            }
+        }
+        if let Some(auth) = &out.auth {
             match HeaderValue::from_str(auth.expose_secret()) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
@@ -168,7 +236,7 @@ impl Deliverer {
                 Err(_) => return Outcome::Unreachable { error: "to_auth is not a valid header value".to_owned() },
             }
         }
-        let req = self.client.post(spec.to_url.as_url().clone()).headers(headers).body(body);
+        let req = self.client.post(out.url.as_url().clone()).headers(headers).body(body);
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();

@@ -51,6 +51,9 @@ pub enum StopReason {
     },
     /// The destination is not allowed (SSRF guard).
     Blocked,
+    /// There is nothing to send any more (a delivery whose endpoint was
+    /// deleted or disabled, or whose event expired).
+    Undeliverable(String),
 }
 
 impl std::fmt::Display for StopReason {
@@ -62,6 +65,7 @@ impl std::fmt::Display for StopReason {
                 write!(f, "receiver answered {status}: 4xx other than 408/425/429 are not retried (RETRY_ON_4XX)")
             }
             Self::Blocked => f.write_str("destination is not allowed (private or blocked address)"),
+            Self::Undeliverable(why) => f.write_str(why),
         }
     }
 }
@@ -96,6 +100,7 @@ impl RetryPolicy {
         let retry_after = match outcome {
             Outcome::Delivered { .. } => return Verdict::Done,
             Outcome::Blocked { .. } => return Verdict::Stop(StopReason::Blocked),
+            Outcome::Undeliverable { why } => return Verdict::Stop(StopReason::Undeliverable(why.clone())),
             Outcome::Refused { status: 410, .. } => return Verdict::Stop(StopReason::Final { status: 410 }),
             Outcome::Refused { status, retry_after, .. } => {
                 let transient = matches!(status, 408 | 425 | 429) || *status >= 500;

@@ -170,7 +170,7 @@ impl NewJob {
 
 /// `deliver_at` (RFC 3339) or `delay_seconds`, not both; a time in the past
 /// means now; no further ahead than `limits.max_delay`.
-fn schedule(
+pub(super) fn schedule(
     obj: &mut Map<String, Value>,
     limits: &Limits,
     now: DateTime<Utc>,
@@ -271,11 +271,11 @@ fn label(obj: &mut Map<String, Value>, field: &'static str, errors: &mut Vec<Fie
     })
 }
 
-fn missing(field: &'static str) -> FieldError {
+pub(super) fn missing(field: &'static str) -> FieldError {
     FieldError { field, kind: "missing", message: "field required".to_owned() }
 }
 
-fn wrong_type(field: &'static str, expected: &str, got: &Value) -> FieldError {
+pub(super) fn wrong_type(field: &'static str, expected: &str, got: &Value) -> FieldError {
     let got = match got {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::{JobId, Label, NewJob, TargetUrl};
+use crate::domain::{EndpointId, EventId, EventType, JobId, Label, NewJob, TargetUrl, TenantId};
 
 /// Where a job is in its life.
 ///
@@ -82,10 +82,13 @@ impl FromStr for JobState {
 /// The immutable part of a job: what to send where. Stored once, as JSON,
 /// when the job is accepted.
 ///
-/// A job names its destination directly today. When registered endpoints
-/// arrive, a job will also carry the endpoint and event it was fanned out
-/// from; those become new optional fields here and new indexes in
-/// `store`, without touching existing records.
+/// A job posted to `/hook_slinger/` names its destination and payload. A
+/// delivery of an event is a job too, written by the expansion script
+/// (`store/lua/expand.lua`): its `delivery` names the event and the
+/// endpoint, `to_url` is the endpoint's URL when the event was fanned out
+/// (for listings; each attempt goes to the endpoint's URL at that moment),
+/// and `payload` is empty, because the body is the event's envelope, kept
+/// once with the event rather than once per endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
     /// Format version of this record.
@@ -107,6 +110,22 @@ pub struct JobSpec {
     /// Retries this job asked for (instead of `MAX_RETRIES`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// The event and endpoint, for a delivery of an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryRef>,
+}
+
+/// What a delivery delivers: one event to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRef {
+    /// The tenant both belong to.
+    pub tenant: TenantId,
+    /// The event.
+    pub event_id: EventId,
+    /// Its type.
+    pub event_type: EventType,
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
 }
 
 impl JobSpec {
@@ -124,6 +143,7 @@ impl From<NewJob> for JobSpec {
             tag: job.tag,
             payload: job.payload,
             max_retries: job.max_retries,
+            delivery: None,
         }
     }
 }
@@ -208,6 +228,20 @@ pub enum QueueTask {
         /// The attempt number within the cycle.
         attempt: u32,
     },
+    /// Expand an event into its deliveries, page by page (see
+    /// `crate::events`). Any worker may also take over an expansion whose
+    /// expander went quiet, so this task is a prompt, not the only way.
+    ExpandV1 {
+        /// A unique task id.
+        id: String,
+        /// The tenant.
+        tenant: TenantId,
+        /// The event.
+        event_id: EventId,
+        /// Endpoints it matched when accepted (sizes the first page).
+        #[serde(default)]
+        expected: u64,
+    },
     /// Make several attempts (of different jobs). apalis-redis spends about
     /// ten Redis commands on each task whatever it carries, so the attempts
     /// accepted or falling due together travel as one task (at most
@@ -242,7 +276,7 @@ impl QueueTask {
     pub fn task_id(&self) -> String {
         match self {
             Self::DeliverV1 { job_id, cycle, attempt } => format!("{job_id}.{cycle}.{attempt}"),
-            Self::DeliverBatchV1 { id, .. } => id.clone(),
+            Self::DeliverBatchV1 { id, .. } | Self::ExpandV1 { id, .. } => id.clone(),
         }
     }
 
@@ -251,6 +285,7 @@ impl QueueTask {
         match self {
             Self::DeliverV1 { .. } => 1,
             Self::DeliverBatchV1 { attempts, .. } => attempts.len(),
+            Self::ExpandV1 { .. } => 0,
         }
     }
 
@@ -282,6 +317,7 @@ impl QueueTask {
         match self {
             Self::DeliverV1 { job_id, cycle, attempt } => vec![AttemptRef { job_id, cycle, attempt }],
             Self::DeliverBatchV1 { attempts, .. } => attempts,
+            Self::ExpandV1 { .. } => Vec::new(),
         }
     }
 }

@@ -55,6 +55,8 @@
 mod admin;
 pub mod coalesce;
 mod conn;
+pub mod endpoints;
+pub mod events;
 mod listing;
 mod shards;
 
@@ -126,11 +128,27 @@ pub enum Claim {
         spec: Box<JobSpec>,
         /// Attempts made before this one, over the job's whole life.
         attempts_before: u32,
+        /// For a delivery of an event: the event and the endpoint as they
+        /// are now.
+        delivery: Option<Box<DeliveryRead>>,
     },
     /// That attempt was made already or the job moved on: skip the task.
     Stale(JobState),
     /// No such job (it expired or was deleted): skip the task.
     Missing,
+}
+
+/// A delivery's event and endpoint, read with its claim.
+#[derive(Debug, Clone)]
+pub struct DeliveryRead {
+    /// The event's type.
+    pub event_type: String,
+    /// The event's payload, JSON; `None` once the event expired.
+    pub payload: Option<String>,
+    /// When the event was accepted.
+    pub created_at: DateTime<Utc>,
+    /// The endpoint's record, JSON; `None` once it was deleted.
+    pub endpoint: Option<String>,
 }
 
 /// What happened to a requeue request.
@@ -587,6 +605,34 @@ impl JobStore {
         }))
     }
 
+    /// Reads several jobs (those that exist), in order; the requests share
+    /// the connection's pipeline.
+    pub async fn get_many(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, StoreError> {
+        let found = futures::future::try_join_all(ids.iter().map(|id| self.get(id))).await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// The state of each job (`None`: gone), in one round trip per shard.
+    pub async fn states(&self, ids: &[JobId]) -> Result<Vec<Option<JobState>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hget(self.job_key(id), "state");
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let states: Vec<Option<String>> = if self.shards.count() == 1 {
+            pipe.query_async(&mut self.conn.clone()).await?
+        } else {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.push(self.conn.clone().hget(self.job_key(id), "state").await?);
+            }
+            out
+        };
+        Ok(states.into_iter().map(|s| s.and_then(|s| s.parse().ok())).collect())
+    }
+
     /// Takes an attempt for a worker under a lease of `lease` (its
     /// `HTTP_TIMEOUT` plus [`LEASE_GRACE`]); `token` is what
     /// [`JobStore::finish`] must present. See [`Claim`].
@@ -615,9 +661,18 @@ impl JobStore {
             .await?;
         let corrupt = |why: String| StoreError::Corrupt { id: id.to_string(), why };
         match reply.as_slice() {
-            [ok, spec, attempts] if ok == "ok" => Ok(Claim::Ready {
+            [ok, spec, attempts, rest @ ..] if ok == "ok" => Ok(Claim::Ready {
                 spec: Box::new(serde_json::from_str(spec).map_err(|e| corrupt(format!("spec: {e}")))?),
                 attempts_before: attempts.parse().unwrap_or_default(),
+                delivery: match rest {
+                    [event_type, payload, created, endpoint] => Some(Box::new(DeliveryRead {
+                        event_type: event_type.clone(),
+                        payload: Some(payload.clone()).filter(|p| !p.is_empty()),
+                        created_at: from_ms(created.parse().unwrap_or_default()),
+                        endpoint: Some(endpoint.clone()).filter(|e| !e.is_empty()),
+                    })),
+                    _ => None,
+                },
             }),
             [stale, state] if stale == "stale" => {
                 Ok(Claim::Stale(state.parse().map_err(|e: crate::jobs::UnknownState| corrupt(e.to_string()))?))

@@ -41,6 +41,12 @@ use super::Runtime;
 /// once the worker future must be `Send`.)
 pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>) -> Result<(), BoxDynError> {
     let rt = Arc::clone(&rt);
+    if let QueueTask::ExpandV1 { tenant, event_id, expected, .. } = task {
+        // An infrastructure error fails the task (apalis runs it again); the
+        // event's expansion lease is the way forward if apalis gives up.
+        crate::events::expand(&rt.store, &rt.queue, &tenant, &event_id, Some(expected)).await?;
+        return Ok(());
+    }
     // Attempts name the process, not the shard's apalis worker.
     let name = rt.name.clone();
     let runs: Vec<_> = task
@@ -84,8 +90,8 @@ async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(
         }
         Err(e) => return Err(e.into()),
     };
-    let (spec, attempts_before) = match claim {
-        Claim::Ready { spec, attempts_before } => (spec, attempts_before),
+    let (spec, attempts_before, delivery) = match claim {
+        Claim::Ready { spec, attempts_before, delivery } => (spec, attempts_before, delivery),
         Claim::Stale(state) => {
             tracing::debug!(%state, "skipping a task whose attempt was already made");
             return Ok(());
@@ -100,7 +106,13 @@ async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(
     let clock = Instant::now();
     rt.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let in_flight = rt.metrics.in_flight();
-    let outcome = rt.deliverer.send(&job_id, &spec).await;
+    let outcome = match (&delivery, &spec.delivery) {
+        (Some(read), Some(to)) => match crate::events::request(to.event_id.as_str(), read, started_at) {
+            Ok(request) => rt.deliverer.send_request(&job_id, request).await,
+            Err(why) => Outcome::Undeliverable { why: why.to_string() },
+        },
+        _ => rt.deliverer.send(&job_id, &spec).await,
+    };
     drop(in_flight);
     rt.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     let duration = clock.elapsed();

@@ -48,6 +48,8 @@ pub enum WorkerError {
 pub struct Runtime {
     /// Job records.
     pub store: JobStore,
+    /// The queue (expansions put deliveries on it).
+    pub queue: Queue,
     /// The outbound HTTP client.
     pub deliverer: Deliverer,
     /// Retry rules.
@@ -89,6 +91,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let runtime = Arc::new(Runtime {
         name: identity.name().to_owned(),
         store: store.clone(),
+        queue: queue.clone(),
         deliverer: Deliverer::new(
             settings.worker.http_timeout,
             settings.destinations.clone(),

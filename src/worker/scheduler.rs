@@ -104,9 +104,38 @@ pub async fn run(
                 Ok(n) => tracing::debug!(expired = n, "deleted finished jobs past their retention"),
                 Err(e) => tracing::debug!(error.message = %e, "could not expire finished jobs"),
             }
+            if let Err(e) = store.events().expire(EXPIRE_BATCH).await {
+                tracing::debug!(error.message = %e, "could not expire events");
+            }
+            take_over_expansions(&store, &queue).await;
         }
     }
 }
+
+/// Expansions whose expander went quiet (killed, or its task lost) are
+/// finished here, by whichever worker sees them first; two at once are
+/// harmless (see `events::expand`).
+async fn take_over_expansions(store: &JobStore, queue: &Queue) {
+    let overdue = match store.events().overdue_expansions(EXPANSIONS_TAKEN).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(error.message = %e, "could not look for stalled expansions");
+            return;
+        }
+    };
+    for (tenant, event) in overdue {
+        tracing::warn!(%tenant, event_id = %event, "taking over an expansion whose expander went quiet");
+        let (store, queue) = (store.clone(), queue.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::events::expand(&store, &queue, &tenant, &event, None).await {
+                tracing::warn!(error.message = %e, "expansion failed; it will be taken up again");
+            }
+        });
+    }
+}
+
+/// Stalled expansions taken over per shard per pass.
+const EXPANSIONS_TAKEN: usize = 10;
 
 /// One reconciler pass over every shard (see `store`'s module doc): jobs
 /// that lost their way forward become due again. Returns how many.

@@ -8,13 +8,16 @@
 -- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
 -- ARGV: prefix, now (ms), then groups of six: id, cycle, attempt, worker,
 --       claim token, lease (ms).
--- Returns per claim: {'ok', spec, attempts so far} | {'stale', state} | {'missing'}.
+-- Returns per claim: {'ok', spec, attempts so far} | {'stale', state} | {'missing'};
+-- a delivery's 'ok' adds its event's type, payload and creation time and its
+-- endpoint's JSON ('' for what no longer exists).
 local p, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i = 3, #ARGV, 6 do
   local id = ARGV[i]
   local key = p .. 'job:' .. id
-  local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'spec', 'created_at', 'attempts', 'lease_until')
+  local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'spec', 'created_at', 'attempts', 'lease_until',
+    'ev', 'ep')
   local st = h[1]
   if not st then
     table.insert(out, {'missing'})
@@ -33,7 +36,15 @@ for i = 3, #ARGV, 6 do
     end
     redis.call('HSET', key, 'state', 'delivering', 'worker', ARGV[i + 3], 'updated_at', now,
       'claim', ARGV[i + 4], 'lease_until', now + tonumber(ARGV[i + 5]))
-    table.insert(out, {'ok', h[4], h[6]})
+    if h[8] then
+      -- A delivery of an event: what to send is the event and the endpoint
+      -- as they are now (current URL, secrets and headers).
+      local e = redis.call('HMGET', p .. 'ev:' .. h[8], 'type', 'payload', 'created_at')
+      local j = redis.call('HGET', p .. 'ep:' .. h[9], 'json')
+      table.insert(out, {'ok', h[4], h[6], e[1] or '', e[2] or '', e[3] or '', j or ''})
+    else
+      table.insert(out, {'ok', h[4], h[6]})
+    end
   end
 end
 return out

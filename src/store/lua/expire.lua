@@ -19,8 +19,10 @@ local keep = {succeeded = tonumber(ARGV[4]), failed = tonumber(ARGV[5])}
 
 local function delete(id)
   local key = p .. 'job:' .. id
-  local h = redis.call('HMGET', key, 'state', 'group', 'tag', 'host')
+  local h = redis.call('HMGET', key, 'state', 'group', 'tag', 'host', 'ev', 'ep')
   if h[1] then
+    if h[5] then redis.call('ZREM', p .. 'evd:' .. h[5], id) end
+    if h[6] then redis.call('ZREM', p .. 'epd:' .. h[6], id) end
     redis.call('ZREM', p .. 'state:' .. h[1], id)
     if h[2] and h[2] ~= '' then redis.call('ZREM', p .. 'group:' .. h[2], id) end
     if h[3] and h[3] ~= '' then redis.call('ZREM', p .. 'tag:' .. h[3], id) end
