@@ -62,6 +62,10 @@ impl poem::error::ResponseError for CallerError {
 /// with the same status. Internal errors get an opaque message; their cause
 /// chain is logged.
 pub(super) async fn to_json(err: poem::Error) -> Response {
+    // A typed error answer (`problem::Problem`) already is the JSON to send.
+    if err.is_from_response() {
+        return err.into_response();
+    }
     let status = err.status();
     let detail = match err.downcast_ref::<CallerError>() {
         Some(e) => e.detail.clone(),

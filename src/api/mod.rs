@@ -5,10 +5,13 @@ mod allow;
 mod auth;
 mod body;
 mod document;
+mod endpoints;
 mod errors;
+mod events;
 mod health;
 mod hooks;
 mod listing;
+mod problem;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -21,6 +24,8 @@ use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::{
     config::{ConfigError, Settings, MISSING_TOKEN},
+    endpoints::EndpointService,
+    events::EventService,
     queue::Queue,
     service::HookService,
     store::{self, JobStore},
@@ -53,6 +58,8 @@ pub struct Application {
     acceptor: TcpAcceptor,
     port: u16,
     service: HookService,
+    endpoints: EndpointService,
+    events: EventService,
     settings: Settings,
 }
 
@@ -66,7 +73,10 @@ impl Application {
         let conn = store::connect(&settings.redis)?;
         let store = JobStore::new(conn.clone(), &settings);
         let queue = Queue::new(conn, &settings);
-        let service = HookService::new(store, queue, settings.redis.response_timeout, settings.redis.wait_replicas);
+        let timeout = settings.redis.response_timeout;
+        let endpoints = EndpointService::new(store.clone(), settings.destinations.clone(), timeout);
+        let events = EventService::new(store.clone(), queue.clone(), timeout);
+        let service = HookService::new(store, queue, timeout, settings.redis.wait_replicas);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor =
             TcpListener::bind(addr).into_acceptor().await.map_err(|source| StartError::Bind { addr, source })?;
@@ -75,7 +85,7 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .unwrap_or(settings.api.port);
-        Ok(Self { acceptor, port, service, settings })
+        Ok(Self { acceptor, port, service, endpoints, events, settings })
     }
 
     /// The port actually bound (useful with `APP_PORT=0`).
@@ -86,7 +96,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes open requests.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %format!("{}:{}", self.settings.api.host, self.port), docs = "/docs", "app listening");
-        let app = routes(&self.settings, self.service);
+        let app = routes(&self.settings, self.service).data(self.endpoints).data(self.events);
         Server::new_with_acceptor(self.acceptor)
             // Connections that send nothing for this long are closed, so
             // slow or stuck clients cannot hold sockets forever.
@@ -102,10 +112,22 @@ pub fn openapi_spec(settings: &Settings) -> String {
     document::served(&api_service().spec(), settings.into())
 }
 
-type Apis = listing::SharedPaths<(hooks::HooksApi, listing::ListingApi, health::HealthApi)>;
+type Apis = listing::SharedPaths<(
+    hooks::HooksApi,
+    listing::ListingApi,
+    endpoints::EndpointsApi,
+    events::EventsApi,
+    health::HealthApi,
+)>;
 
 fn api_service() -> OpenApiService<Apis, ()> {
-    let apis = listing::SharedPaths((hooks::HooksApi, listing::ListingApi, health::HealthApi));
+    let apis = listing::SharedPaths((
+        hooks::HooksApi,
+        listing::ListingApi,
+        endpoints::EndpointsApi,
+        events::EventsApi,
+        health::HealthApi,
+    ));
     OpenApiService::new(apis, "Hook Slinger", env!("CARGO_PKG_VERSION")).description(
         "Send webhooks reliably. POST a job with a target URL and a JSON payload; it is answered \
              with 202 at once and delivered in the background, retried with backoff until it succeeds \

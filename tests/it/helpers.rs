@@ -126,6 +126,11 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
 }
 
 impl TestApp {
+    /// This app's `QUEUE_NAME`, for workers and tools that share its keys.
+    pub fn queue(&self) -> &str {
+        &self.redis.1
+    }
+
     pub async fn post_job(&self, body: &Value) -> reqwest::Response {
         self.http
             .post(format!("{}/hook_slinger/", self.base))

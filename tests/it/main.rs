@@ -5,6 +5,7 @@ mod apalis_workarounds;
 mod api;
 mod cluster;
 mod delivery;
+mod fanout;
 mod helpers;
 mod hostile;
 mod latency;

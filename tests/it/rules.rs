@@ -111,7 +111,7 @@ async fn deliveries_are_signed_with_every_secret() {
 
 /// Verifies a delivery with the reference implementation (the
 /// `standardwebhooks` package from PyPI), run as a separate program.
-fn verify_with_standardwebhooks(secret: &str, r: &Received) {
+pub fn verify_with_standardwebhooks(secret: &str, r: &Received) {
     let python = std::env::var("STANDARDWEBHOOKS_PYTHON").unwrap_or_else(|_| "target/pyenv/bin/python".to_owned());
     let have =
         std::process::Command::new(&python).args(["-c", "import standardwebhooks"]).status().is_ok_and(|s| s.success());

@@ -1,0 +1,422 @@
+//! `/api/v1/tenants/{tenant}/endpoints`: register a tenant's receivers,
+//! change, rotate, recover; `/api/v1/tenants`: the tenants.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
+    ApiResponse, Object, OpenApi, Tags,
+};
+use serde_json::Value;
+
+use crate::{
+    domain::{EndpointId, TenantId},
+    endpoints::{Endpoint, EndpointInput, EndpointSecret, EndpointService},
+};
+
+use super::{auth::TokenAuth, body::JsonBody, problem::Problem};
+
+#[derive(Tags)]
+enum ApiTags {
+    /// A tenant's registered endpoints: each receives the events it
+    /// subscribes to.
+    Endpoints,
+}
+
+/// An endpoint to register (POST) or the fields to change (PATCH: only
+/// those present change; null clears). Unknown fields are refused.
+#[derive(Debug, Object)]
+#[oai(example)]
+struct EndpointRequest {
+    /// Where deliveries are POSTed: an absolute `http(s)` URL that passes
+    /// the SSRF guard (checked now and on every delivery). Required on
+    /// POST.
+    #[oai(skip_serializing_if_is_none)]
+    url: Option<String>,
+    /// `whsec_` + base64 of at least 16 bytes; generated (24 random bytes)
+    /// when absent. POST only; change it with `secret/rotate`.
+    #[oai(skip_serializing_if_is_none)]
+    secret: Option<String>,
+    /// Event types this endpoint receives; absent or empty: every type.
+    #[oai(skip_serializing_if_is_none)]
+    event_types: Option<Vec<String>>,
+    /// Deliver only events whose payload matches: field paths
+    /// (`customer.tier`) with `$eq $neq $gt $gte $lt $lte $in $nin $exists
+    /// $startsWith`, combined with `$and $or $not`; a plain value means
+    /// `$eq`. A bad operator is a 400 naming its path.
+    #[oai(skip_serializing_if_is_none)]
+    filter: Option<Value>,
+    /// Extra request headers for every delivery (the signature headers,
+    /// `Content-Type` and connection headers cannot be set).
+    #[oai(skip_serializing_if_is_none)]
+    headers: Option<BTreeMap<String, String>>,
+    /// Free text.
+    #[oai(skip_serializing_if_is_none)]
+    description: Option<String>,
+    /// Free JSON object.
+    #[oai(skip_serializing_if_is_none)]
+    metadata: Option<Value>,
+    /// A disabled endpoint matches no event.
+    #[oai(skip_serializing_if_is_none)]
+    disabled: Option<bool>,
+    /// Deliveries per second at most (stored now; enforced by flow control).
+    #[oai(skip_serializing_if_is_none)]
+    rate_limit: Option<u32>,
+    /// Deliver in order, one at a time (stored now; enforced by flow
+    /// control).
+    #[oai(skip_serializing_if_is_none)]
+    ordered: Option<bool>,
+}
+
+impl Example for EndpointRequest {
+    fn example() -> Self {
+        Self {
+            url: Some("https://example.com/webhooks".to_owned()),
+            secret: None,
+            event_types: Some(vec!["order.created".to_owned(), "order.paid".to_owned()]),
+            filter: Some(serde_json::json!({"customer.tier": {"$in": ["gold", "platinum"]}})),
+            headers: Some([("X-Team".to_owned(), "billing".to_owned())].into()),
+            description: Some("Billing service".to_owned()),
+            metadata: None,
+            disabled: None,
+            rate_limit: None,
+            ordered: None,
+        }
+    }
+}
+
+/// An endpoint.
+#[derive(Object)]
+struct EndpointView {
+    /// `ep_` + 32 hex digits.
+    id: String,
+    /// Its tenant.
+    tenant: String,
+    /// Where deliveries go.
+    url: String,
+    /// The current signing secret (`whsec_...`).
+    secret: String,
+    /// Event types it receives; empty: every type.
+    event_types: Vec<String>,
+    /// Its payload filter, if any.
+    #[oai(skip_serializing_if_is_none)]
+    filter: Option<Value>,
+    /// Extra request headers.
+    headers: BTreeMap<String, String>,
+    /// Free text.
+    description: String,
+    /// Free JSON.
+    metadata: Value,
+    /// Whether it is disabled.
+    disabled: bool,
+    /// Deliveries per second at most.
+    #[oai(skip_serializing_if_is_none)]
+    rate_limit: Option<u32>,
+    /// Ordered delivery.
+    ordered: bool,
+    /// When the previous secrets of a rotation stop signing.
+    previous_secrets_expire_at: Vec<DateTime<Utc>>,
+    /// Created at.
+    created_at: DateTime<Utc>,
+    /// Last change.
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Endpoint> for EndpointView {
+    fn from(e: Endpoint) -> Self {
+        Self {
+            id: e.id.to_string(),
+            tenant: e.tenant.to_string(),
+            url: e.url.to_string(),
+            secret: e.secret.expose().to_owned(),
+            event_types: e.event_types.into_iter().map(String::from).collect(),
+            filter: e.filter.map(Value::from),
+            headers: e.headers,
+            description: e.description,
+            metadata: Value::Object(e.metadata),
+            disabled: e.disabled,
+            rate_limit: e.rate_limit,
+            ordered: e.ordered,
+            previous_secrets_expire_at: e.previous_secrets.iter().map(|p| p.expires_at).collect(),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// A page of endpoints, oldest first.
+#[derive(Object)]
+struct EndpointPage {
+    /// The endpoints.
+    data: Vec<EndpointView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    next_cursor: Option<String>,
+}
+
+/// A tenant.
+#[derive(Object)]
+struct TenantView {
+    /// Its id.
+    tenant: String,
+    /// How many endpoints it has.
+    endpoints: u64,
+}
+
+/// Every tenant (a tenant exists while it has an endpoint).
+#[derive(Object)]
+struct TenantList {
+    /// The tenants, by name.
+    data: Vec<TenantView>,
+}
+
+/// A secret rotation.
+#[derive(Debug, Object)]
+#[oai(example)]
+struct RotateRequest {
+    /// How long the old secret keeps signing beside the new one (default
+    /// 86400, at most 30 days; 0: stops at once).
+    #[oai(default = "default_grace", validator(maximum(value = "2592000")))]
+    grace_seconds: u64,
+    /// The new secret (`whsec_...`); generated when absent.
+    #[oai(skip_serializing_if_is_none)]
+    secret: Option<String>,
+}
+
+fn default_grace() -> u64 {
+    86_400
+}
+
+impl Example for RotateRequest {
+    fn example() -> Self {
+        Self { grace_seconds: 86_400, secret: None }
+    }
+}
+
+/// The rotated secret.
+#[derive(Object)]
+struct Rotated {
+    /// The new secret.
+    secret: String,
+    /// When the old one stops signing (absent with a grace of 0).
+    #[oai(skip_serializing_if_is_none)]
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Re-send failed deliveries.
+#[derive(Debug, Object)]
+#[oai(example)]
+struct RecoverRequest {
+    /// From this time (RFC 3339): events created since.
+    since: DateTime<Utc>,
+    /// Until this time; absent: now.
+    #[oai(skip_serializing_if_is_none)]
+    until: Option<DateTime<Utc>>,
+}
+
+impl Example for RecoverRequest {
+    fn example() -> Self {
+        Self { since: Utc::now() - chrono::Duration::days(1), until: None }
+    }
+}
+
+/// What a recover did.
+#[derive(Object)]
+struct RecoveredView {
+    /// Failed deliveries given a fresh retry cycle.
+    recovered: u64,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// Registered.
+    #[oai(status = 201)]
+    Ok(Json<EndpointView>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted; deliveries still on their way to it fail ("endpoint
+    /// deleted").
+    #[oai(status = 204)]
+    Ok,
+}
+
+#[derive(ApiResponse)]
+enum RecoverAccepted {
+    /// The failed deliveries are due again now.
+    #[oai(status = 202)]
+    Ok(Json<RecoveredView>),
+}
+
+fn tenant(raw: &str) -> Result<TenantId, Problem> {
+    TenantId::parse(raw).map_err(|e| Problem::bad(format!("tenant: {e}")))
+}
+
+/// A tenant and endpoint from a path; a malformed one cannot exist.
+fn ids(tenant: &str, id: &str) -> Result<(TenantId, EndpointId), Problem> {
+    let t = TenantId::parse(tenant).map_err(|_| Problem::not_found("endpoint"))?;
+    let id = EndpointId::parse(id).map_err(|_| Problem::not_found("endpoint"))?;
+    Ok((t, id))
+}
+
+fn input(body: Value, creating: bool) -> Result<EndpointInput, Problem> {
+    EndpointInput::parse(body, creating).map_err(|e| Problem::bad(e.to_string()))
+}
+
+pub(super) struct EndpointsApi;
+
+#[OpenApi(tag = "ApiTags::Endpoints")]
+impl EndpointsApi {
+    /// Register an endpoint.
+    ///
+    /// The tenant exists from its first endpoint on. The answer carries the
+    /// signing secret: receivers verify `webhook-signature` with it
+    /// (Standard Webhooks).
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints", method = "post", operation_id = "create_endpoint")]
+    async fn create(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        /// The tenant: 1-64 of `A-Z a-z 0-9 - _ .`.
+        tenant: Path<String>,
+        body: JsonBody<EndpointRequest>,
+    ) -> Result<Created, Problem> {
+        let tenant = self::tenant(&tenant.0)?;
+        let ep = service.create(tenant, input(body.0, true)?).await?;
+        Ok(Created::Ok(Json(ep.into())))
+    }
+
+    /// List a tenant's endpoints.
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints", method = "get", operation_id = "list_endpoints")]
+    async fn list(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        tenant: Path<String>,
+        /// Page size, 1-500 (default 50).
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<usize>,
+        /// `next_cursor` of the previous page.
+        after: Query<Option<String>>,
+    ) -> Result<Json<EndpointPage>, Problem> {
+        let Ok(tenant) = TenantId::parse(&tenant.0) else {
+            return Ok(Json(EndpointPage { data: Vec::new(), next_cursor: None }));
+        };
+        let after =
+            after.0.map(|a| EndpointId::parse(&a)).transpose().map_err(|_| Problem::bad("after: not a cursor"))?;
+        let page = service.list(&tenant, after.as_ref(), limit.0).await?;
+        let next_cursor = (page.len() == limit.0).then(|| page.last().map(|e| e.id.to_string())).flatten();
+        Ok(Json(EndpointPage { data: page.into_iter().map(Into::into).collect(), next_cursor }))
+    }
+
+    /// Read an endpoint.
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints/:id", method = "get", operation_id = "get_endpoint")]
+    async fn get(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        tenant: Path<String>,
+        id: Path<String>,
+    ) -> Result<Json<EndpointView>, Problem> {
+        let (tenant, id) = ids(&tenant.0, &id.0)?;
+        Ok(Json(service.get(&tenant, &id).await?.into()))
+    }
+
+    /// Change an endpoint.
+    ///
+    /// Only the fields present change; null clears a field. Disabling takes
+    /// it out of matching at once.
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints/:id", method = "patch", operation_id = "update_endpoint")]
+    async fn update(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        tenant: Path<String>,
+        id: Path<String>,
+        body: JsonBody<EndpointRequest>,
+    ) -> Result<Json<EndpointView>, Problem> {
+        let (tenant, id) = ids(&tenant.0, &id.0)?;
+        Ok(Json(service.update(&tenant, &id, input(body.0, false)?).await?.into()))
+    }
+
+    /// Delete an endpoint.
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints/:id", method = "delete", operation_id = "delete_endpoint")]
+    async fn delete(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        tenant: Path<String>,
+        id: Path<String>,
+    ) -> Result<Deleted, Problem> {
+        let (tenant, id) = ids(&tenant.0, &id.0)?;
+        service.delete(&tenant, &id).await?;
+        Ok(Deleted::Ok)
+    }
+
+    /// Rotate an endpoint's signing secret.
+    ///
+    /// During `grace_seconds` each delivery carries one `v1,` signature per
+    /// valid secret (new and old), then only the new one.
+    #[oai(
+        path = "/api/v1/tenants/:tenant/endpoints/:id/secret/rotate",
+        method = "post",
+        operation_id = "rotate_endpoint_secret"
+    )]
+    async fn rotate(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        tenant: Path<String>,
+        id: Path<String>,
+        body: Json<RotateRequest>,
+    ) -> Result<Json<Rotated>, Problem> {
+        let (tenant, id) = ids(&tenant.0, &id.0)?;
+        let secret = body
+            .0
+            .secret
+            .map(|s| EndpointSecret::parse(&s))
+            .transpose()
+            .map_err(|e| Problem::bad(format!("secret: {e}")))?;
+        let grace = std::time::Duration::from_secs(body.0.grace_seconds);
+        let ep = service.rotate(&tenant, &id, grace, secret).await?;
+        let previous_secret_expires_at = ep.previous_secrets.iter().map(|p| p.expires_at).max();
+        Ok(Json(Rotated { secret: ep.secret.expose().to_owned(), previous_secret_expires_at }))
+    }
+
+    /// Re-send an endpoint's failed deliveries.
+    ///
+    /// Every delivery to this endpoint that failed, of an event created in
+    /// `[since, until]`, gets a fresh retry cycle, due now.
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints/:id/recover", method = "post", operation_id = "recover_endpoint")]
+    async fn recover(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        tenant: Path<String>,
+        id: Path<String>,
+        body: Json<RecoverRequest>,
+    ) -> Result<RecoverAccepted, Problem> {
+        let (tenant, id) = ids(&tenant.0, &id.0)?;
+        let until = body.0.until.unwrap_or_else(Utc::now);
+        let done = service.recover(&tenant, &id, body.0.since, until).await?;
+        Ok(RecoverAccepted::Ok(Json(RecoveredView { recovered: done.recovered })))
+    }
+
+    /// List the tenants.
+    #[oai(path = "/api/v1/tenants", method = "get", operation_id = "list_tenants")]
+    async fn tenants(&self, _auth: TokenAuth, service: Data<&EndpointService>) -> Result<Json<TenantList>, Problem> {
+        let all = service.tenants().await?;
+        Ok(Json(TenantList {
+            data: all.into_iter().map(|(tenant, endpoints)| TenantView { tenant, endpoints }).collect(),
+        }))
+    }
+}
+
+fn default_limit() -> usize {
+    50
+}

@@ -1,0 +1,314 @@
+//! `/api/v1/tenants/{tenant}/events`: post an event to every endpoint of
+//! the tenant that wants it; read events with their deliveries.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    param::{Header, Path, Query},
+    payload::Json,
+    types::Example,
+    ApiResponse, Object, OpenApi, Tags,
+};
+use serde_json::Value;
+
+use crate::{
+    domain::{EventId, EventType, NewEvent, TenantId},
+    events::{EventService, Posted},
+    jobs::JobRecord,
+    store::{events::EventRead, IdempotencyClaim},
+};
+
+use super::{auth::TokenAuth, body::JsonBody, errors::ErrorBody, hooks::Intake, problem::Problem};
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Events: each is delivered to every endpoint of its tenant that
+    /// subscribes to its type and whose filter matches its payload.
+    Events,
+}
+
+/// An event to deliver.
+#[derive(Debug, Object)]
+#[oai(example)]
+struct EventRequest {
+    /// Its type, e.g. `order.created` (1-128 of `A-Z a-z 0-9 - _ . : /`).
+    event_type: String,
+    /// Any JSON: the `data` of the envelope each endpoint receives.
+    payload: Value,
+    /// The caller's id for the event (1-256 printable ASCII, no spaces):
+    /// the same id again returns the first answer and delivers nothing new.
+    /// Every delivery carries it as `webhook-id`. Generated when absent.
+    #[oai(skip_serializing_if_is_none)]
+    event_id: Option<String>,
+    /// Deliver after this many seconds (0 to `MAX_DELAY`).
+    #[oai(skip_serializing_if_is_none)]
+    delay_seconds: Option<f64>,
+    /// Or: deliver no earlier than this time (RFC 3339).
+    #[oai(skip_serializing_if_is_none)]
+    deliver_at: Option<DateTime<Utc>>,
+}
+
+impl Example for EventRequest {
+    fn example() -> Self {
+        Self {
+            event_type: "order.created".to_owned(),
+            payload: serde_json::json!({"order_id": "o_123", "customer": {"tier": "gold"}, "amount": 4200}),
+            event_id: Some("order-o_123-created".to_owned()),
+            delay_seconds: None,
+            deliver_at: None,
+        }
+    }
+}
+
+/// The event is durable; its deliveries follow in the background.
+#[derive(Object)]
+struct EventAccepted {
+    /// The event's id.
+    event_id: String,
+    /// How many endpoints it matched: one delivery each.
+    deliveries: u64,
+    /// When it was accepted.
+    created_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+enum PostAnswer {
+    /// Stored (or, for an `event_id` seen before, the first answer again).
+    #[oai(status = 202)]
+    Accepted(Json<EventAccepted>),
+}
+
+/// One attempt of a delivery.
+#[derive(Object)]
+struct DeliveryAttemptView {
+    /// 1-based over the delivery's life.
+    attempt: u32,
+    /// When it started.
+    started_at: DateTime<Utc>,
+    /// How long it took.
+    duration_ms: u64,
+    /// The receiver's status, if it answered.
+    #[oai(skip_serializing_if_is_none)]
+    status: Option<u16>,
+    /// What went wrong.
+    #[oai(skip_serializing_if_is_none)]
+    error: Option<String>,
+}
+
+/// One delivery: the event to one endpoint (a job underneath: requeue it
+/// at `/hook_slinger/{delivery_id}/requeue`).
+#[derive(Object)]
+struct DeliveryView {
+    /// The job id.
+    delivery_id: String,
+    /// The endpoint.
+    endpoint_id: String,
+    /// Where it went when the event was fanned out.
+    url: String,
+    /// `queued`, `delivering`, `scheduled`, `succeeded` or `failed`.
+    state: String,
+    /// Attempts made.
+    attempts: u32,
+    /// The last status.
+    #[oai(skip_serializing_if_is_none)]
+    last_status: Option<u16>,
+    /// The last error.
+    #[oai(skip_serializing_if_is_none)]
+    last_error: Option<String>,
+    /// When the next attempt is due.
+    #[oai(skip_serializing_if_is_none)]
+    next_attempt_at: Option<DateTime<Utc>>,
+    /// Every attempt, oldest first.
+    attempt_log: Vec<DeliveryAttemptView>,
+}
+
+impl From<JobRecord> for DeliveryView {
+    fn from(r: JobRecord) -> Self {
+        Self {
+            delivery_id: r.id.to_string(),
+            endpoint_id: r.spec.delivery.as_ref().map(|d| d.endpoint_id.to_string()).unwrap_or_default(),
+            url: r.spec.to_url.to_string(),
+            state: r.state.to_string(),
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            next_attempt_at: r.next_attempt_at,
+            attempt_log: r
+                .attempt_log
+                .into_iter()
+                .map(|a| DeliveryAttemptView {
+                    attempt: a.attempt,
+                    started_at: a.started_at,
+                    duration_ms: a.duration_ms,
+                    status: a.status,
+                    error: a.error,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An event.
+#[derive(Object)]
+struct EventView {
+    /// Its id.
+    event_id: String,
+    /// Its type.
+    event_type: String,
+    /// Its payload.
+    payload: Value,
+    /// When it was accepted.
+    created_at: DateTime<Utc>,
+    /// Deliver no earlier than this.
+    #[oai(skip_serializing_if_is_none)]
+    deliver_at: Option<DateTime<Utc>>,
+    /// Endpoints it matched when accepted.
+    matched: u64,
+    /// Whether every delivery has been made (expansion runs in the
+    /// background).
+    expanded: bool,
+    /// Its deliveries (the first 1,000), with state and attempt log; only
+    /// in a single event's answer.
+    #[oai(skip_serializing_if_is_none)]
+    deliveries: Option<Vec<DeliveryView>>,
+}
+
+impl EventView {
+    fn of(id: EventId, ev: EventRead, deliveries: Option<Vec<JobRecord>>) -> Self {
+        Self {
+            event_id: id.to_string(),
+            event_type: ev.event_type,
+            payload: serde_json::from_str(&ev.payload).unwrap_or(Value::Null),
+            created_at: ev.created_at,
+            deliver_at: ev.deliver_at,
+            matched: ev.matched,
+            expanded: ev.expanded,
+            deliveries: deliveries.map(|d| d.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+/// A page of events, newest first.
+#[derive(Object)]
+struct EventPage {
+    /// The events (without deliveries).
+    data: Vec<EventView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    next_cursor: Option<String>,
+}
+
+fn fingerprint(body: &Value) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) struct EventsApi;
+
+#[OpenApi(tag = "ApiTags::Events")]
+impl EventsApi {
+    /// Post an event.
+    ///
+    /// Answers 202 once the event is durable, with how many endpoints it
+    /// matched; workers then make one delivery per endpoint, each a POST of
+    /// `{"type", "timestamp", "data"}` signed with that endpoint's secret
+    /// (`webhook-id` = the event id). The same `event_id` (or
+    /// `Idempotency-Key`) again returns the first answer and delivers
+    /// nothing new.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/api/v1/tenants/:tenant/events", method = "post", operation_id = "create_event")]
+    async fn post(
+        &self,
+        auth: TokenAuth,
+        service: Data<&EventService>,
+        intake: Data<&Intake>,
+        tenant: Path<String>,
+        /// Up to 255 printable ASCII characters; empty: none.
+        #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x20-\x7E]*$"))]
+        idempotency_key: Header<Option<String>>,
+        body: JsonBody<EventRequest>,
+    ) -> Result<PostAnswer, Problem> {
+        let tenant = TenantId::parse(&tenant.0).map_err(|e| Problem::bad(format!("tenant: {e}")))?;
+        let claim = idempotency_key.0.filter(|k| !k.is_empty()).map(|key| IdempotencyClaim {
+            key: format!("{}:{key}", auth.0.token_id),
+            fingerprint: fingerprint(&body.0),
+            ttl: intake.idempotency_ttl,
+        });
+        let event = NewEvent::parse(body.0, &intake.limits, Utc::now()).map_err(|errors| {
+            Problem::bad(errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
+        })?;
+        match service.post(tenant, event, claim).await? {
+            Posted::Accepted { event_id, deliveries, created_at, .. } => {
+                Ok(PostAnswer::Accepted(Json(EventAccepted { event_id: event_id.to_string(), deliveries, created_at })))
+            }
+            Posted::Conflict => Err(Problem::Conflict(Json(ErrorBody::new(
+                "This Idempotency-Key was already used with a different request body.",
+            )))),
+        }
+    }
+
+    /// Read an event with its deliveries.
+    #[oai(path = "/api/v1/tenants/:tenant/events/:event_id", method = "get", operation_id = "get_event")]
+    async fn get(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EventService>,
+        tenant: Path<String>,
+        event_id: Path<String>,
+    ) -> Result<Json<EventView>, Problem> {
+        let (Ok(tenant), Ok(id)) = (TenantId::parse(&tenant.0), EventId::parse(&event_id.0)) else {
+            return Err(Problem::not_found("event"));
+        };
+        let found = service.get(&tenant, &id).await?.ok_or_else(|| Problem::not_found("event"))?;
+        Ok(Json(EventView::of(found.id, found.event, Some(found.deliveries))))
+    }
+
+    /// List a tenant's events, newest first.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/api/v1/tenants/:tenant/events", method = "get", operation_id = "list_events")]
+    async fn list(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EventService>,
+        tenant: Path<String>,
+        /// Only events of this type.
+        event_type: Query<Option<String>>,
+        /// Only events accepted at or after this time (RFC 3339).
+        since: Query<Option<DateTime<Utc>>>,
+        /// Page size, 1-500 (default 50).
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<usize>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<EventPage>, Problem> {
+        let Ok(tenant) = TenantId::parse(&tenant.0) else {
+            return Ok(Json(EventPage { data: Vec::new(), next_cursor: None }));
+        };
+        let event_type = event_type
+            .0
+            .filter(|t| !t.is_empty())
+            .map(|t| EventType::parse(&t))
+            .transpose()
+            .map_err(|e| Problem::bad(format!("event_type: {e}")))?;
+        let before = cursor
+            .0
+            .map(|c| {
+                let (ms, id) = c.split_once(':')?;
+                Some((ms.parse::<i64>().ok()?, id.to_owned()))
+            })
+            .map(|c| c.ok_or_else(|| Problem::bad("cursor: not a cursor; pass next_cursor as returned")))
+            .transpose()?;
+        let page = service.list(&tenant, event_type.as_ref(), since.0, before, limit.0).await?;
+        let next_cursor = (page.len() == limit.0)
+            .then(|| page.last().map(|(id, ev)| format!("{}:{id}", ev.created_at.timestamp_millis())))
+            .flatten();
+        Ok(Json(EventPage {
+            data: page.into_iter().map(|(id, ev)| EventView::of(id, ev, None)).collect(),
+            next_cursor,
+        }))
+    }
+}
+
+fn default_limit() -> usize {
+    50
+}
