@@ -72,6 +72,7 @@ button.primary { background: var(--brand); border-color: var(--brand); color: va
 button.danger { color: var(--failed); border-color: #f8b4b4; }
 button.danger:hover { background: var(--failed-bg); }
 button:hover { filter: brightness(.97); }
+.row-actions { display: flex; gap: 6px; flex-wrap: wrap; align-items: center; }
 .actions { display: flex; gap: 8px; flex-wrap: wrap; margin-top: 14px; }
 h1.mono { font-size: 16px; word-break: break-all; }
 .flash { padding: 10px 14px; border-radius: 8px; margin-bottom: 14px; background: #ecfdf3; color: #05603a; border: 1px solid #abefc6; }
