@@ -53,6 +53,7 @@ th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid var(--lin
 th { color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .3px; background: #fafbfc; }
 tbody tr:hover { background: #f9fafb; }
 td.wrap { white-space: normal; word-break: break-word; }
+td.wide { min-width: 260px; } td.mid { min-width: 130px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 2px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; }
 .badge.queued { color: var(--queued); background: var(--queued-bg); }

@@ -262,7 +262,7 @@ pub async fn execute(command: Command, console: &Console, o: &mut Output<'_>) ->
                 let page = console.event_page(&tenant, event_type.as_ref(), None, limit).await?;
                 all.extend(page.into_iter().map(|(id, ev)| (tenant.clone(), id, ev)));
             }
-            all.sort_by(|a, b| b.2.created_at.cmp(&a.2.created_at));
+            all.sort_by_key(|e| std::cmp::Reverse(e.2.created_at));
             all.truncate(limit);
             events(o, &all)
         }

@@ -298,13 +298,12 @@ fn succeeded(a: &Attempt) -> bool {
     a.status.is_some_and(|s| (200..300).contains(&s))
 }
 
-/// An attempt's outcome as one line: `HTTP 500: error`, `HTTP 500`, or the
-/// error alone when the receiver did not answer.
+/// An attempt's outcome as one line: its error (which names the status when
+/// there was one), else `HTTP <status>`.
 fn outcome(a: &Attempt) -> String {
     match (a.status, a.error.as_deref()) {
-        (Some(s), Some(e)) => format!("HTTP {s}: {e}"),
+        (_, Some(e)) => e.to_owned(),
         (Some(s), None) => format!("HTTP {s}"),
-        (None, Some(e)) => e.to_owned(),
         (None, None) => "failed".to_owned(),
     }
 }

@@ -589,7 +589,7 @@ fn success_rate(h: &EndpointHealth) -> Markup {
         @match h.success_rate() {
             Some(r) => span title={ (h.succeeded_last_hour) " of " (h.attempts_last_hour) " attempts succeeded" } {
                 span class={ "badge " (if r >= 0.95 { "ok" } else { "err" }) } { (format!("{:.0} %", r * 100.0)) }
-                " " span.small.muted { (h.attempts_last_hour) " attempts" }
+                " " span.small.muted { "of " (h.attempts_last_hour) }
             },
             None => span.muted { "—" },
         }
@@ -637,7 +637,7 @@ fn endpoint_actions(csrf: &str, ep: &Endpoint, back: &str) -> Markup {
             }
             form.inline method="post" action={ (base) "/recover" } title="Requeue failed deliveries of events created since" {
                 (csrf_field(csrf)) input type="hidden" name="back" value=(back);
-                input #{ "since-" (id) } name="since" value="24h" size="6" aria-label="since (24h, 30m, 7d or an RFC 3339 time)";
+                input #{ "since-" (id) } name="since" value="24h" size="4" aria-label="since (24h, 30m, 7d or an RFC 3339 time)";
                 button #{ "recover-" (id) } type="submit" { "Recover since" }
             }
         }
@@ -663,17 +663,19 @@ pub(super) fn endpoints(
             } @else {
                 div.table-wrap { table #endpoints {
                     thead { tr {
-                        th { "Endpoint" } th { "URL" } th { "Event types" } th { "Filter" }
+                        th { "Endpoint" } th { "Event types" } th { "Filter" }
                         th { "Success, last hour" } th { "Last failure" } th { "Status" } th { "Actions" }
                     } }
                     tbody {
                         @for h in rows {
                             @let ep = &h.endpoint;
                             tr #{ "row-" (ep.id) } {
-                                td.mono { a href=(endpoint_href(tenant, &ep.id)) title=(ep.id) { (ep.id) } }
-                                td.mono.wrap { (ep.url) }
-                                td.mono.wrap.types { (types_text(ep)) }
-                                td.mono.wrap.filter { @match filter_text(ep) { Some(f) => (f), None => span.muted { "—" } } }
+                                td.wrap.wide {
+                                    a.mono href=(endpoint_href(tenant, &ep.id)) { (ep.url) }
+                                    br; span.small.muted.mono { (ep.id) }
+                                }
+                                td.mono.wrap.mid.types { (types_text(ep)) }
+                                td.mono.wrap.mid.filter { @match filter_text(ep) { Some(f) => (f), None => span.muted { "—" } } }
                                 td { (success_rate(h)) }
                                 td.wrap { (last_failure(now, h)) }
                                 td.state { (enabled_badge(ep)) }
