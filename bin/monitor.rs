@@ -1,5 +1,6 @@
 //! `hook-slinger-monitor`: the web UI (`serve`, the default) and the CLI
-//! (`jobs`, `show`, `requeue`, `workers`, `stats`) for watching jobs.
+//! (`jobs`, `show`, `requeue`, `workers`, `stats`, `endpoints`, `events`,
+//! `recover`) for watching jobs and fan-out.
 
 use std::process::ExitCode;
 

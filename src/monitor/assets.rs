@@ -53,6 +53,7 @@ th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid var(--lin
 th { color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .3px; background: #fafbfc; }
 tbody tr:hover { background: #f9fafb; }
 td.wrap { white-space: normal; word-break: break-word; }
+td.wide { min-width: 260px; } td.mid { min-width: 130px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 2px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; }
 .badge.queued { color: var(--queued); background: var(--queued-bg); }
@@ -72,6 +73,7 @@ button.primary { background: var(--brand); border-color: var(--brand); color: va
 button.danger { color: var(--failed); border-color: #f8b4b4; }
 button.danger:hover { background: var(--failed-bg); }
 button:hover { filter: brightness(.97); }
+.row-actions { display: flex; gap: 6px; flex-wrap: wrap; align-items: center; }
 .actions { display: flex; gap: 8px; flex-wrap: wrap; margin-top: 14px; }
 h1.mono { font-size: 16px; word-break: break-all; }
 .flash { padding: 10px 14px; border-radius: 8px; margin-bottom: 14px; background: #ecfdf3; color: #05603a; border: 1px solid #abefc6; }

@@ -11,13 +11,13 @@ use serde::Serialize;
 
 use crate::{
     config::{ColorMode, LogSettings},
-    domain::{JobId, Label},
+    domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
     jobs::{JobRecord, JobState},
-    store::{Cursor, JobFilter, JobSummary, Requeue, WorkerInfo},
+    store::{events::EventRead, Cursor, JobFilter, JobSummary, Requeue, WorkerInfo},
 };
 
 use super::{
-    console::{Console, ConsoleError, Selection, BULK_REQUEUE_RATE},
+    console::{parse_time, Console, ConsoleError, EndpointHealth, Selection, BULK_REQUEUE_RATE},
     views::relative,
 };
 
@@ -86,6 +86,41 @@ pub enum Command {
     Workers,
     /// Counts per state, queue depth, last hour's deliveries, workers.
     Stats,
+    /// List endpoints with their last hour's success rate and latest
+    /// failure: one tenant's, or every tenant's.
+    Endpoints {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List events, newest first: one tenant's, or every tenant's (that
+    /// has endpoints).
+    Events {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only events of this type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Events at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Requeue an endpoint's failed deliveries of events created in a
+    /// window.
+    Recover {
+        /// The endpoint id (`ep_...`).
+        endpoint_id: String,
+        /// Start of the window: an RFC 3339 time or an age such as 24h.
+        #[arg(long)]
+        since: String,
+        /// End of the window, the same way; now when left out.
+        #[arg(long)]
+        until: Option<String>,
+        /// The endpoint's tenant; looked up when left out.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// A command did not do what was asked.
@@ -97,6 +132,9 @@ pub enum CliError {
     /// No such job.
     #[error("no such job: {0}")]
     NotFound(String),
+    /// No such endpoint (for that tenant, when one was named).
+    #[error("no such endpoint: {0}")]
+    NoEndpoint(String),
     /// The job is not in a state that allows the action.
     #[error("job {id} is {state} and on its way; only failed jobs can be requeued, and jobs stuck for longer than RECONCILE_AFTER")]
     Refused {
@@ -210,6 +248,35 @@ pub async fn execute(command: Command, console: &Console, o: &mut Output<'_>) ->
         }
         Command::Workers => workers(o, &console.workers().await?),
         Command::Stats => stats(o, console).await,
+        Command::Endpoints { tenant } => {
+            let mut all = Vec::new();
+            for tenant in tenants(console, tenant).await? {
+                all.extend(console.all_endpoints(&tenant).await?);
+            }
+            endpoints(o, &all)
+        }
+        Command::Events { tenant, event_type, limit } => {
+            let event_type = event_type.map(|t| EventType::parse(t.trim())).transpose().map_err(usage)?;
+            let mut all = Vec::new();
+            for tenant in tenants(console, tenant).await? {
+                let page = console.event_page(&tenant, event_type.as_ref(), None, limit).await?;
+                all.extend(page.into_iter().map(|(id, ev)| (tenant.clone(), id, ev)));
+            }
+            all.sort_by_key(|e| std::cmp::Reverse(e.2.created_at));
+            all.truncate(limit);
+            events(o, &all)
+        }
+        Command::Recover { endpoint_id, since, until, tenant } => {
+            recover(o, console, endpoint_id, since, until, tenant).await
+        }
+    }
+}
+
+/// The named tenant, or every tenant with endpoints.
+async fn tenants(console: &Console, tenant: Option<String>) -> Result<Vec<TenantId>, CliError> {
+    match tenant {
+        Some(t) => Ok(vec![TenantId::parse(t.trim()).map_err(|e| CliError::Usage(format!("tenant: {e}")))?]),
+        None => Ok(console.tenants().await?.into_iter().filter_map(|(t, _)| TenantId::parse(&t).ok()).collect()),
     }
 }
 
@@ -388,6 +455,7 @@ fn show(o: &mut Output<'_>, job: &JobRecord) -> Result<(), CliError> {
                 "last_status": job.last_status,
                 "last_error": job.last_error,
                 "attempt_log": job.attempt_log,
+                "delivery": job.spec.delivery,
             }),
         );
     }
@@ -396,6 +464,11 @@ fn show(o: &mut Output<'_>, job: &JobRecord) -> Result<(), CliError> {
     writeln!(o.out, "{} {}", key("job"), paint(c, job.id.as_str(), Style::new().bold()))?;
     writeln!(o.out, "{} {}", key("state"), paint(c, job.state.as_str(), state_style(job.state)))?;
     writeln!(o.out, "{} {}", key("to_url"), job.spec.to_url)?;
+    if let Some(d) = &job.spec.delivery {
+        writeln!(o.out, "{} {}", key("tenant"), d.tenant)?;
+        writeln!(o.out, "{} {} ({})", key("event"), d.event_id, d.event_type)?;
+        writeln!(o.out, "{} {}", key("endpoint"), d.endpoint_id)?;
+    }
     writeln!(o.out, "{} {}", key("to_auth"), masked.unwrap_or("-"))?;
     writeln!(o.out, "{} {}", key("group"), job.spec.group.as_ref().map(|l| l.as_str()).unwrap_or("-"))?;
     writeln!(o.out, "{} {}", key("tag"), job.spec.tag.as_ref().map(|l| l.as_str()).unwrap_or("-"))?;
@@ -542,6 +615,199 @@ async fn stats(o: &mut Output<'_>, console: &Console) -> Result<(), CliError> {
     Ok(())
 }
 
+/// An endpoint as printed by `endpoints --json` (without its secrets).
+#[derive(Serialize)]
+struct EndpointRow<'a> {
+    endpoint_id: &'a str,
+    tenant: &'a str,
+    url: &'a str,
+    event_types: Vec<&'a str>,
+    filter: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    disabled: bool,
+    description: &'a str,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_hour: LastHour,
+    last_failure: Option<Failed<'a>>,
+}
+
+#[derive(Serialize)]
+struct LastHour {
+    attempts: u64,
+    succeeded: u64,
+    success_rate: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Failed<'a> {
+    at: DateTime<Utc>,
+    error: &'a str,
+}
+
+fn endpoint_row(h: &EndpointHealth) -> EndpointRow<'_> {
+    let ep = &h.endpoint;
+    EndpointRow {
+        endpoint_id: ep.id.as_str(),
+        tenant: ep.tenant.as_str(),
+        url: ep.url.as_url().as_str(),
+        event_types: ep.event_types.iter().map(|t| t.as_str()).collect(),
+        filter: ep.filter.as_ref().map(|f| f.as_json()),
+        disabled: ep.disabled,
+        description: &ep.description,
+        created_at: ep.created_at,
+        updated_at: ep.updated_at,
+        last_hour: LastHour {
+            attempts: h.attempts_last_hour,
+            succeeded: h.succeeded_last_hour,
+            success_rate: h.success_rate(),
+        },
+        last_failure: h.last_failure.as_ref().map(|f| Failed { at: f.at, error: &f.error }),
+    }
+}
+
+fn endpoints(o: &mut Output<'_>, rows: &[EndpointHealth]) -> Result<(), CliError> {
+    if o.json {
+        let endpoints: Vec<EndpointRow> = rows.iter().map(endpoint_row).collect();
+        return json_line(o, &serde_json::json!({ "endpoints": endpoints }));
+    }
+    let table = Table {
+        head: vec!["TENANT", "ENDPOINT", "URL", "TYPES", "FILTER", "SUCCESS 1H", "LAST FAILURE", "STATUS"],
+        rows: rows
+            .iter()
+            .map(|h| {
+                let r = endpoint_row(h);
+                let types = if r.event_types.is_empty() { "*".to_owned() } else { r.event_types.join(",") };
+                let filter = r.filter.map(|f| serde_json::Value::Object(f.clone()).to_string());
+                let rate = match r.last_hour.success_rate {
+                    Some(rate) => (
+                        format!("{:.0}% of {}", rate * 100.0, r.last_hour.attempts),
+                        Some(if rate >= 0.95 { Style::new().green() } else { Style::new().red() }),
+                    ),
+                    None => plain("-"),
+                };
+                let failure = r.last_failure.as_ref().map(|f| {
+                    format!("{} {}", relative(Utc::now(), f.at), f.error.chars().take(48).collect::<String>())
+                });
+                vec![
+                    plain(r.tenant),
+                    plain(r.endpoint_id),
+                    plain(r.url),
+                    plain(types),
+                    plain(filter.unwrap_or_else(|| "-".to_owned())),
+                    rate,
+                    plain(failure.unwrap_or_else(|| "-".to_owned())),
+                    if r.disabled {
+                        ("disabled".to_owned(), Some(Style::new().red()))
+                    } else {
+                        ("enabled".to_owned(), Some(Style::new().green()))
+                    },
+                ]
+            })
+            .collect(),
+    };
+    table.write(o)?;
+    writeln!(o.out, "\n{} endpoints", rows.len())?;
+    Ok(())
+}
+
+/// An event as printed by `events --json`.
+#[derive(Serialize)]
+struct EventRow<'a> {
+    event_id: &'a str,
+    tenant: &'a str,
+    event_type: &'a str,
+    created_at: DateTime<Utc>,
+    deliver_at: Option<DateTime<Utc>>,
+    matched: u64,
+    made: u64,
+    expanded: bool,
+}
+
+fn events(o: &mut Output<'_>, rows: &[(TenantId, EventId, EventRead)]) -> Result<(), CliError> {
+    let rows: Vec<EventRow> = rows
+        .iter()
+        .map(|(tenant, id, ev)| EventRow {
+            event_id: id.as_str(),
+            tenant: tenant.as_str(),
+            event_type: &ev.event_type,
+            created_at: ev.created_at,
+            deliver_at: ev.deliver_at,
+            matched: ev.matched,
+            made: ev.made,
+            expanded: ev.expanded,
+        })
+        .collect();
+    if o.json {
+        return json_line(o, &serde_json::json!({ "events": rows }));
+    }
+    let table = Table {
+        head: vec!["TENANT", "EVENT ID", "TYPE", "CREATED", "MATCHED", "MADE", "EXPANSION"],
+        rows: rows
+            .iter()
+            .map(|e| {
+                vec![
+                    plain(e.tenant),
+                    plain(e.event_id),
+                    plain(e.event_type),
+                    plain(when(Some(e.created_at))),
+                    plain(e.matched.to_string()),
+                    plain(e.made.to_string()),
+                    if e.expanded {
+                        ("done".to_owned(), Some(Style::new().green()))
+                    } else {
+                        ("expanding".to_owned(), Some(Style::new().yellow()))
+                    },
+                ]
+            })
+            .collect(),
+    };
+    table.write(o)?;
+    writeln!(o.out, "\n{} events", rows.len())?;
+    Ok(())
+}
+
+async fn recover(
+    o: &mut Output<'_>,
+    console: &Console,
+    endpoint_id: String,
+    since: String,
+    until: Option<String>,
+    tenant: Option<String>,
+) -> Result<(), CliError> {
+    let now = Utc::now();
+    let id = EndpointId::parse(endpoint_id.trim()).map_err(|e| CliError::Usage(format!("endpoint: {e}")))?;
+    let since = parse_time(&since, now).map_err(|e| CliError::Usage(format!("--since: {e}")))?;
+    let until = match until {
+        Some(u) => parse_time(&u, now).map_err(|e| CliError::Usage(format!("--until: {e}")))?,
+        None => now,
+    };
+    if until < since {
+        return Err(CliError::Usage("--until is before --since".to_owned()));
+    }
+    let tenant = match tenant {
+        Some(t) => TenantId::parse(t.trim()).map_err(|e| CliError::Usage(format!("tenant: {e}")))?,
+        None => console.tenant_of(&id).await?.ok_or_else(|| CliError::NoEndpoint(endpoint_id.clone()))?,
+    };
+    let n = match console.recover(&tenant, &id, since, until).await {
+        Err(e) if e.is_not_found() => return Err(CliError::NoEndpoint(endpoint_id)),
+        other => other?,
+    };
+    if o.json {
+        return json_line(
+            o,
+            &serde_json::json!({"endpoint_id": id.as_str(), "tenant": tenant.as_str(), "since": since,
+                "until": until, "recovered": n}),
+        );
+    }
+    Ok(writeln!(
+        o.out,
+        "{} {n} failed deliveries of {id} (tenant {tenant}) for events created {} to {}",
+        paint(o.color, "recovered", ok()),
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )?)
+}
+
 fn words(d: Duration) -> String {
     match d.as_secs() {
         s if s % 86_400 == 0 && s > 0 => format!("{} d", s / 86_400),
@@ -572,5 +838,13 @@ mod tests {
         assert!(Cli::try_parse_from(["m", "requeue", "--group", "g"]).is_err());
         assert!(Cli::try_parse_from(["m", "requeue", "--all-failed", "--group", "g"]).is_ok());
         assert!(Cli::try_parse_from(["m", "jobs", "--state", "failed", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn fan_out_commands_parse() {
+        assert!(Cli::try_parse_from(["m", "endpoints", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["m", "events", "--tenant", "t", "--type", "order.created"]).is_ok());
+        assert!(Cli::try_parse_from(["m", "recover", "ep_1", "--since", "24h", "--until", "1h"]).is_ok());
+        assert!(Cli::try_parse_from(["m", "recover", "ep_1"]).is_err(), "--since is required");
     }
 }

@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::{
     config::{Retention, Settings},
-    domain::{JobId, Label},
-    jobs::{JobRecord, JobState},
+    domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
+    endpoints::{Endpoint, EndpointError, EndpointInput, EndpointService},
+    events::{EventError, EventService, EventWithDeliveries},
+    jobs::{Attempt, JobRecord, JobState},
     queue::{Queue, QueueError},
     service::{HookService, ServiceError},
-    store::{self, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, RetryNow, StoreError, WorkerInfo},
+    store::{
+        self, events::EventRead, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, RetryNow, StoreError,
+        WorkerInfo,
+    },
 };
 
 /// A monitor operation failed (Redis is unavailable or a record is corrupt).
@@ -26,9 +33,23 @@ pub enum ConsoleError {
     /// Reading the queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// An endpoint operation failed (`NotFound` included: see
+    /// [`ConsoleError::is_not_found`]).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// An event operation failed.
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// A purge age (seconds) outside 0 to [`MAX_PURGE_AGE`].
     #[error("older_than={0}s: must be at most {max} seconds (ten years)", max = MAX_PURGE_AGE.as_secs())]
     PurgeAge(u64),
+}
+
+impl ConsoleError {
+    /// True when the endpoint asked for does not exist (for that tenant).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Endpoint(EndpointError::NotFound))
+    }
 }
 
 /// Most jobs one bulk requeue request takes; the rest wait for the next.
@@ -95,10 +116,12 @@ pub struct Selection {
     pub host: Option<String>,
 }
 
-/// The monitor's handle on the jobs; cheap to clone.
+/// The monitor's handle on the jobs, endpoints and events; cheap to clone.
 #[derive(Clone)]
 pub struct Console {
     service: HookService,
+    endpoints: EndpointService,
+    events: EventService,
     queue: Queue,
     retention: Retention,
 }
@@ -109,9 +132,11 @@ impl Console {
         let conn = store::connect(&settings.redis)?;
         let store = JobStore::new(conn.clone(), settings);
         let queue = Queue::new(conn, settings);
-        let service =
-            HookService::new(store, queue.clone(), settings.redis.response_timeout, settings.redis.wait_replicas);
-        Ok(Self { service, queue, retention: settings.retention })
+        let timeout = settings.redis.response_timeout;
+        let endpoints = EndpointService::new(store.clone(), settings.destinations.clone(), timeout);
+        let events = EventService::new(store.clone(), queue.clone(), timeout);
+        let service = HookService::new(store, queue.clone(), timeout, settings.redis.wait_replicas);
+        Ok(Self { service, endpoints, events, queue, retention: settings.retention })
     }
 
     /// The job store.
@@ -234,5 +259,315 @@ impl Console {
     /// The worker registry.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ConsoleError> {
         Ok(self.store().workers(Utc::now()).await?)
+    }
+}
+
+/// Latest deliveries of an endpoint read to judge its health: the success
+/// rate and last failure are of these deliveries' attempts, so that a page
+/// of endpoints costs a bounded number of reads however busy they are.
+pub const HEALTH_SAMPLE: usize = 50;
+
+/// Endpoints per page on the monitor's endpoints page (and per read in the
+/// CLI, which reads every page).
+pub const ENDPOINTS_PAGE: usize = 50;
+
+/// An attempt that did not get a 2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// When the attempt started.
+    pub at: DateTime<Utc>,
+    /// The status and error, as one line.
+    pub error: String,
+}
+
+/// An endpoint and how its latest deliveries went.
+#[derive(Debug, Clone)]
+pub struct EndpointHealth {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Attempts started within the last hour (of its latest
+    /// [`HEALTH_SAMPLE`] deliveries).
+    pub attempts_last_hour: u64,
+    /// How many of those got a 2xx answer.
+    pub succeeded_last_hour: u64,
+    /// The latest attempt that failed, if any.
+    pub last_failure: Option<Failure>,
+}
+
+fn succeeded(a: &Attempt) -> bool {
+    a.status.is_some_and(|s| (200..300).contains(&s))
+}
+
+/// An attempt's outcome as one line: its error (which names the status when
+/// there was one), else `HTTP <status>`.
+fn outcome(a: &Attempt) -> String {
+    match (a.status, a.error.as_deref()) {
+        (_, Some(e)) => e.to_owned(),
+        (Some(s), None) => format!("HTTP {s}"),
+        (None, None) => "failed".to_owned(),
+    }
+}
+
+impl EndpointHealth {
+    /// Judges `endpoint` by the attempt logs of `deliveries` as of `now`.
+    pub fn of(endpoint: Endpoint, deliveries: &[JobRecord], now: DateTime<Utc>) -> Self {
+        let hour_ago = now - chrono::Duration::hours(1);
+        let attempts = || deliveries.iter().flat_map(|d| &d.attempt_log);
+        let recent = attempts().filter(|a| a.started_at > hour_ago);
+        let (attempts_last_hour, succeeded_last_hour) =
+            recent.fold((0, 0), |(n, ok), a| (n + 1, ok + u64::from(succeeded(a))));
+        let last_failure = attempts()
+            .filter(|a| !succeeded(a))
+            .max_by_key(|a| a.started_at)
+            .map(|a| Failure { at: a.started_at, error: outcome(a) });
+        Self { endpoint, attempts_last_hour, succeeded_last_hour, last_failure }
+    }
+
+    /// Succeeded attempts over all attempts in the last hour, 0 to 1; `None`
+    /// without attempts.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.attempts_last_hour > 0).then(|| self.succeeded_last_hour as f64 / self.attempts_last_hour as f64)
+    }
+}
+
+/// A time given as a moment (RFC 3339, or `YYYY-MM-DDTHH:MM[:SS]` in UTC,
+/// what a browser's datetime field sends) or as an age (`90s`, `30m`,
+/// `24h`, `7d`) that is neither.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected an RFC 3339 time (2024-05-01T12:00:00Z) or an age such as 30m, 24h or 7d")]
+pub struct BadTime(pub String);
+
+/// Parses a time as [`BadTime`] describes; an age counts back from `now`.
+pub fn parse_time(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, BadTime> {
+    let raw = raw.trim();
+    let bad = || BadTime(raw.to_owned());
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(raw, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    let split = raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = raw.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|age| now.checked_sub_signed(age))
+        .ok_or_else(bad)
+}
+
+/// The endpoints, events and deliveries of fan-out.
+impl Console {
+    /// The endpoint operations.
+    pub fn endpoints(&self) -> &EndpointService {
+        &self.endpoints
+    }
+
+    /// The event operations.
+    pub fn events(&self) -> &EventService {
+        &self.events
+    }
+
+    /// Every tenant with endpoints, by name, with how many.
+    pub async fn tenants(&self) -> Result<Vec<(String, u64)>, ConsoleError> {
+        Ok(self.endpoints.tenants().await?)
+    }
+
+    async fn health(&self, endpoint: Endpoint, now: DateTime<Utc>) -> Result<EndpointHealth, ConsoleError> {
+        let deliveries = self.endpoints.recent_deliveries(&endpoint.tenant, &endpoint.id, HEALTH_SAMPLE).await?;
+        Ok(EndpointHealth::of(endpoint, &deliveries, now))
+    }
+
+    /// A page of a tenant's endpoints (oldest first, after `after`), each
+    /// with its health.
+    pub async fn endpoint_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EndpointId>,
+        limit: usize,
+    ) -> Result<Vec<EndpointHealth>, ConsoleError> {
+        let now = Utc::now();
+        let page = self.endpoints.list(tenant, after, limit).await?;
+        // A few endpoints at a time: each is one read of its delivery index
+        // and one of its deliveries.
+        futures::stream::iter(page).map(|ep| self.health(ep, now)).buffered(8).try_collect().await
+    }
+
+    /// Every endpoint of a tenant, page by page, each with its health.
+    pub async fn all_endpoints(&self, tenant: &TenantId) -> Result<Vec<EndpointHealth>, ConsoleError> {
+        let mut all: Vec<EndpointHealth> = Vec::new();
+        loop {
+            let after = all.last().map(|h| h.endpoint.id.clone());
+            let page = self.endpoint_page(tenant, after.as_ref(), ENDPOINTS_PAGE).await?;
+            let full = page.len() == ENDPOINTS_PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// An endpoint with its health and its latest `limit` deliveries,
+    /// newest first.
+    pub async fn endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        limit: usize,
+    ) -> Result<(EndpointHealth, Vec<JobRecord>), ConsoleError> {
+        let endpoint = self.endpoints.get(tenant, id).await?;
+        let deliveries = self.endpoints.recent_deliveries(tenant, id, limit.max(HEALTH_SAMPLE)).await?;
+        let health = EndpointHealth::of(endpoint, &deliveries[..deliveries.len().min(HEALTH_SAMPLE)], Utc::now());
+        Ok((health, deliveries.into_iter().take(limit).collect()))
+    }
+
+    /// The tenant an endpoint belongs to, for callers that know only its
+    /// id: one read per tenant until it is found.
+    pub async fn tenant_of(&self, id: &EndpointId) -> Result<Option<TenantId>, ConsoleError> {
+        for (name, _) in self.tenants().await? {
+            let Ok(tenant) = TenantId::parse(&name) else { continue };
+            match self.endpoints.get(&tenant, id).await {
+                Ok(_) => return Ok(Some(tenant)),
+                Err(EndpointError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Disables an endpoint (it matches no new event) or enables it again,
+    /// through [`EndpointService::update`], the function the API uses.
+    pub async fn set_disabled(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        disabled: bool,
+    ) -> Result<Endpoint, ConsoleError> {
+        let change = EndpointInput { disabled: Some(disabled), ..EndpointInput::default() };
+        Ok(self.endpoints.update(tenant, id, change).await?)
+    }
+
+    /// Gives an endpoint a fresh secret; the old one signs beside it for
+    /// [`ROTATION_GRACE`].
+    pub async fn rotate(&self, tenant: &TenantId, id: &EndpointId) -> Result<Endpoint, ConsoleError> {
+        Ok(self.endpoints.rotate(tenant, id, ROTATION_GRACE, None).await?)
+    }
+
+    /// Requeues an endpoint's failed deliveries whose events were created
+    /// in `[since, until]`; returns how many.
+    pub async fn recover(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<u64, ConsoleError> {
+        Ok(self.endpoints.recover(tenant, id, since, until).await?.recovered)
+    }
+
+    /// A page of a tenant's events, newest first, of one type if given,
+    /// before the cursor `(created ms, event id)`.
+    pub async fn event_page(
+        &self,
+        tenant: &TenantId,
+        event_type: Option<&EventType>,
+        before: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(EventId, EventRead)>, ConsoleError> {
+        Ok(self.events.list(tenant, event_type, None, before, limit).await?)
+    }
+
+    /// An event with its deliveries.
+    pub async fn event(&self, tenant: &TenantId, id: &EventId) -> Result<Option<EventWithDeliveries>, ConsoleError> {
+        Ok(self.events.get(tenant, id).await?)
+    }
+}
+
+/// How long a secret replaced from the monitor keeps signing beside the new
+/// one, so receivers have a day to switch.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(status: Option<u16>, error: Option<&str>, ago_min: i64, now: DateTime<Utc>) -> Attempt {
+        Attempt {
+            attempt: 1,
+            cycle: 0,
+            started_at: now - chrono::Duration::minutes(ago_min),
+            duration_ms: 1,
+            status,
+            error: error.map(str::to_owned),
+            worker: "w".into(),
+            response_headers: None,
+            response_body: None,
+            response_truncated: false,
+        }
+    }
+
+    #[test]
+    fn times_are_moments_or_ages() {
+        let now = Utc::now();
+        assert_eq!(parse_time("24h", now), Ok(now - chrono::Duration::hours(24)));
+        assert_eq!(parse_time(" 30m ", now), Ok(now - chrono::Duration::minutes(30)));
+        assert_eq!(parse_time("7d", now), Ok(now - chrono::Duration::days(7)));
+        let t = parse_time("2024-05-01T12:00:00+02:00", now).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-05-01T10:00:00+00:00");
+        assert_eq!(parse_time("2024-05-01T12:00", now).unwrap().to_rfc3339(), "2024-05-01T12:00:00+00:00");
+        for bad in ["", "h", "24", "24w", "-1h", "99999999999999999999d", "yesterday"] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn health_counts_the_last_hours_attempts_and_names_the_latest_failure() {
+        let now = Utc::now();
+        let ep: Endpoint = serde_json::from_value(serde_json::json!({
+            "id": format!("ep_{}", uuid::Uuid::new_v4().simple()), "tenant": "t", "url": "http://127.0.0.1:9/",
+            "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "created_at": now, "updated_at": now,
+        }))
+        .unwrap();
+        let spec: crate::jobs::JobSpec =
+            serde_json::from_value(serde_json::json!({"v": 1, "to_url": "http://127.0.0.1:9/", "payload": {}}))
+                .unwrap();
+        let job = |log: Vec<Attempt>| JobRecord {
+            id: JobId::mint(None, None),
+            spec: spec.clone(),
+            state: JobState::Succeeded,
+            created_at: now,
+            updated_at: now,
+            attempts: log.len() as u32,
+            cycle: 0,
+            cycle_attempts: 0,
+            next_attempt_at: None,
+            last_status: None,
+            last_error: None,
+            stop_reason: None,
+            attempt_log: log,
+        };
+        let none = EndpointHealth::of(ep.clone(), &[], now);
+        assert_eq!((none.success_rate(), none.last_failure), (None, None));
+        let jobs = [
+            job(vec![attempt(Some(500), None, 5, now), attempt(Some(200), None, 4, now)]),
+            job(vec![attempt(None, Some("connection refused"), 3, now), attempt(Some(204), None, 2, now)]),
+            // Older than an hour: not in the rate, but still the last failure seen before.
+            job(vec![attempt(Some(503), Some("busy"), 90, now)]),
+        ];
+        let h = EndpointHealth::of(ep, &jobs, now);
+        assert_eq!((h.attempts_last_hour, h.succeeded_last_hour), (4, 2));
+        assert_eq!(h.success_rate(), Some(0.5));
+        let last = h.last_failure.unwrap();
+        assert_eq!(last.error, "connection refused");
+        assert_eq!(last.at, now - chrono::Duration::minutes(3));
     }
 }

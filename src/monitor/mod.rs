@@ -1,9 +1,11 @@
 //! The monitor (`hook-slinger-monitor`): a web UI and a CLI where a person
-//! watches jobs and workers and fixes failures.
+//! watches jobs, workers, tenants' endpoints and events, and fixes
+//! failures.
 //!
 //! - [`Monitor`]: the web UI, built and run like [`crate::api::Application`].
 //! - [`console`]: the operations both the UI and the CLI call.
-//! - [`cli`]: the command line (`serve`, `jobs`, `show`, `requeue`, ...).
+//! - [`cli`]: the command line (`serve`, `jobs`, `show`, `requeue`,
+//!   `endpoints`, `events`, `recover`, ...).
 //! - `auth`: login sessions and CSRF; `pages`/`views`: handlers and HTML;
 //!   `assets`: the stylesheet and the live-refresh script.
 
@@ -102,6 +104,15 @@ fn routes(console: Console, access: auth::Access) -> impl poem::Endpoint {
         .at("/bulk/requeue", post(pages::requeue_all))
         .at("/bulk/purge", post(pages::purge))
         .at("/workers", get(pages::workers))
+        .at("/tenants", get(pages::tenants))
+        .at("/tenants/:tenant/endpoints", get(pages::endpoints))
+        .at("/tenants/:tenant/endpoints/:id", get(pages::endpoint))
+        .at("/tenants/:tenant/endpoints/:id/disable", post(pages::disable))
+        .at("/tenants/:tenant/endpoints/:id/enable", post(pages::enable))
+        .at("/tenants/:tenant/endpoints/:id/rotate", post(pages::rotate))
+        .at("/tenants/:tenant/endpoints/:id/recover", post(pages::recover))
+        .at("/tenants/:tenant/events", get(pages::events))
+        .at("/tenants/:tenant/events/:id", get(pages::event))
         .at("/login", get(auth::login_page).post(auth::login))
         .at("/logout", post(auth::logout))
         .at("/health", get(pages::health))

@@ -12,20 +12,25 @@ use poem::{
 };
 
 use crate::{
-    domain::{JobId, Label},
+    domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
+    endpoints::EndpointError,
     jobs::JobState,
     store::{Cursor, JobFilter, Requeue, RetryNow},
 };
 
 use super::{
     auth::{CsrfForm, Session},
-    console::{Console, ConsoleError, Selection},
+    console::{self, Console, ConsoleError, Selection, ENDPOINTS_PAGE},
     views::{self, Frame, JobsQueryView, Nav},
 };
 
 /// Redis trouble becomes a page that says so; the cause is logged.
 fn unavailable(e: ConsoleError) -> poem::Error {
-    if let ConsoleError::PurgeAge(_) = e {
+    if e.is_not_found() {
+        return poem::Error::from_response(views::error_page(StatusCode::NOT_FOUND, "No such endpoint."));
+    }
+    if let ConsoleError::PurgeAge(_) | ConsoleError::Endpoint(EndpointError::Invalid(_) | EndpointError::Refused(_)) = e
+    {
         return poem::Error::from_response(views::error_page(StatusCode::BAD_REQUEST, &e.to_string()));
     }
     tracing::error!(error.message = %e, error.cause_chain = ?e, "monitor request failed");
@@ -62,6 +67,12 @@ impl Done {
                 (true, format!("{n} failed jobs requeued (the most one request takes); requeue again for the rest."))
             }
             "purged" => (true, format!("{n} succeeded jobs deleted.")),
+            "disabled" => (true, "The endpoint is disabled: it matches no new event.".to_owned()),
+            "enabled" => (true, "The endpoint is enabled again.".to_owned()),
+            "rotated" => {
+                (true, "The endpoint has a new secret; the old one keeps signing beside it for 24 hours.".to_owned())
+            }
+            "recovered" => (true, format!("{n} failed deliveries requeued.")),
             _ => return None,
         })
     }
@@ -305,5 +316,209 @@ pub(super) async fn ready(console: Data<&Console>) -> Response {
                 .with_status(StatusCode::SERVICE_UNAVAILABLE)
                 .into_response()
         }
+    }
+}
+
+fn not_found(message: &str) -> poem::Error {
+    poem::Error::from_response(views::error_page(StatusCode::NOT_FOUND, message))
+}
+
+fn tenant_id(raw: &str) -> poem::Result<TenantId> {
+    TenantId::parse(raw).map_err(|_| not_found("No such tenant."))
+}
+
+fn endpoint_ids(tenant: &str, id: &str) -> poem::Result<(TenantId, EndpointId)> {
+    Ok((tenant_id(tenant)?, EndpointId::parse(id).map_err(|_| not_found("No such endpoint."))?))
+}
+
+#[handler]
+pub(super) async fn tenants(
+    console: Data<&Console>,
+    session: Session,
+    Query(done): Query<Done>,
+) -> poem::Result<Response> {
+    let tenants = console.tenants().await.map_err(unavailable)?;
+    Ok(views::tenants(&frame(Nav::Tenants, &session, &done), &tenants))
+}
+
+/// The endpoints page's query string.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct EndpointsQuery {
+    #[serde(default)]
+    after: String,
+    done: Option<String>,
+    n: Option<u64>,
+}
+
+#[handler]
+pub(super) async fn endpoints(
+    console: Data<&Console>,
+    session: Session,
+    Path(tenant): Path<String>,
+    Query(q): Query<EndpointsQuery>,
+) -> poem::Result<Response> {
+    let tenant = tenant_id(&tenant)?;
+    // A cursor that is not an endpoint id starts from the first page.
+    let after = EndpointId::parse(&q.after).ok();
+    let page = console.endpoint_page(&tenant, after.as_ref(), ENDPOINTS_PAGE).await.map_err(unavailable)?;
+    let next = (page.len() == ENDPOINTS_PAGE).then(|| page.last().map(|h| h.endpoint.id.to_string())).flatten();
+    let done = Done { done: q.done, n: q.n };
+    Ok(views::endpoints(
+        &frame(Nav::Tenants, &session, &done),
+        Utc::now(),
+        &tenant,
+        &page,
+        next.as_deref(),
+        after.is_some(),
+    ))
+}
+
+/// Deliveries listed on an endpoint's page.
+const ENDPOINT_DELIVERIES: usize = 50;
+
+#[handler]
+pub(super) async fn endpoint(
+    console: Data<&Console>,
+    session: Session,
+    Path((tenant, id)): Path<(String, String)>,
+    Query(done): Query<Done>,
+) -> poem::Result<Response> {
+    let (tenant, id) = endpoint_ids(&tenant, &id)?;
+    let (state, deliveries) = console.endpoint(&tenant, &id, ENDPOINT_DELIVERIES).await.map_err(unavailable)?;
+    Ok(views::endpoint(&frame(Nav::Tenants, &session, &done), Utc::now(), &state, &deliveries))
+}
+
+/// An endpoint action's form: the CSRF token and which page to go back to.
+#[derive(serde::Deserialize)]
+pub(super) struct EndpointForm {
+    #[serde(default)]
+    csrf: String,
+    /// `endpoint` for the endpoint's page; anything else: the tenant's
+    /// endpoints (never a URL, so the form cannot redirect elsewhere).
+    #[serde(default)]
+    back: String,
+    /// For recover: an RFC 3339 time or an age such as `24h`.
+    #[serde(default)]
+    since: String,
+}
+
+fn back_to_endpoint(tenant: &TenantId, id: &EndpointId, back: &str, done: &str, n: Option<u64>) -> Response {
+    let n = n.map(|n| format!("&n={n}")).unwrap_or_default();
+    let page = if back == "endpoint" { format!("/{id}") } else { String::new() };
+    Redirect::see_other(format!("/tenants/{tenant}/endpoints{page}?done={done}{n}")).into_response()
+}
+
+async fn set_disabled(
+    console: &Console,
+    session: &Session,
+    (tenant, id): (String, String),
+    form: &EndpointForm,
+    disabled: bool,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let (tenant, id) = endpoint_ids(&tenant, &id)?;
+    console.set_disabled(&tenant, &id, disabled).await.map_err(unavailable)?;
+    let done = if disabled { "disabled" } else { "enabled" };
+    Ok(back_to_endpoint(&tenant, &id, &form.back, done, None))
+}
+
+#[handler]
+pub(super) async fn disable(
+    console: Data<&Console>,
+    session: Session,
+    Path(ids): Path<(String, String)>,
+    Form(form): Form<EndpointForm>,
+) -> poem::Result<Response> {
+    set_disabled(&console, &session, ids, &form, true).await
+}
+
+#[handler]
+pub(super) async fn enable(
+    console: Data<&Console>,
+    session: Session,
+    Path(ids): Path<(String, String)>,
+    Form(form): Form<EndpointForm>,
+) -> poem::Result<Response> {
+    set_disabled(&console, &session, ids, &form, false).await
+}
+
+#[handler]
+pub(super) async fn rotate(
+    console: Data<&Console>,
+    session: Session,
+    Path((tenant, id)): Path<(String, String)>,
+    Form(form): Form<EndpointForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let (tenant, id) = endpoint_ids(&tenant, &id)?;
+    console.rotate(&tenant, &id).await.map_err(unavailable)?;
+    Ok(back_to_endpoint(&tenant, &id, &form.back, "rotated", None))
+}
+
+#[handler]
+pub(super) async fn recover(
+    console: Data<&Console>,
+    session: Session,
+    Path((tenant, id)): Path<(String, String)>,
+    Form(form): Form<EndpointForm>,
+) -> poem::Result<Response> {
+    session.check_csrf(&form.csrf)?;
+    let (tenant, id) = endpoint_ids(&tenant, &id)?;
+    let now = Utc::now();
+    let since = console::parse_time(&form.since, now)
+        .map_err(|e| poem::Error::from_response(views::error_page(StatusCode::BAD_REQUEST, &format!("Since: {e}"))))?;
+    let n = console.recover(&tenant, &id, since, now).await.map_err(unavailable)?;
+    Ok(back_to_endpoint(&tenant, &id, &form.back, "recovered", Some(n)))
+}
+
+/// The events page's query string.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct EventsQuery {
+    #[serde(default, rename = "type")]
+    event_type: String,
+    /// `<created ms>:<event id>` of the previous page's last event.
+    #[serde(default)]
+    before: String,
+}
+
+/// Events per page.
+const EVENTS_PAGE: usize = 50;
+
+#[handler]
+pub(super) async fn events(
+    console: Data<&Console>,
+    session: Session,
+    Path(tenant): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> poem::Result<Response> {
+    let tenant = tenant_id(&tenant)?;
+    let (event_type, problem) = match q.event_type.trim() {
+        "" => (None, None),
+        raw => match EventType::parse(raw) {
+            Ok(t) => (Some(t), None),
+            Err(e) => (None, Some(format!("Type: {e}"))),
+        },
+    };
+    let before = q.before.split_once(':').and_then(|(ms, id)| Some((ms.parse().ok()?, id.to_owned())));
+    let paged = before.is_some();
+    let page = console.event_page(&tenant, event_type.as_ref(), before, EVENTS_PAGE).await.map_err(unavailable)?;
+    let next = (page.len() == EVENTS_PAGE)
+        .then(|| page.last().map(|(id, ev)| format!("{}:{id}", ev.created_at.timestamp_millis())))
+        .flatten();
+    let view = views::EventsView { tenant: &tenant, event_type: q.event_type.trim(), problem, next, paged };
+    Ok(views::events(&frame(Nav::Tenants, &session, &Done::default()), Utc::now(), &view, &page))
+}
+
+#[handler]
+pub(super) async fn event(
+    console: Data<&Console>,
+    session: Session,
+    Path((tenant, id)): Path<(String, String)>,
+) -> poem::Result<Response> {
+    let tenant = tenant_id(&tenant)?;
+    let id = EventId::parse(&id).map_err(|_| not_found("No such event."))?;
+    match console.event(&tenant, &id).await.map_err(unavailable)? {
+        Some(event) => Ok(views::event(&frame(Nav::Tenants, &session, &Done::default()), Utc::now(), &tenant, &event)),
+        None => Err(not_found("No such event (it may have expired).")),
     }
 }

@@ -9,11 +9,17 @@ use poem::{http::StatusCode, web::Html, IntoResponse, Response};
 use secrecy::ExposeSecret;
 
 use crate::{
-    jobs::{JobRecord, JobState},
-    store::{JobSummary, MinuteStats, WorkerInfo},
+    domain::{EventId, TenantId},
+    endpoints::Endpoint,
+    events::EventWithDeliveries,
+    jobs::{DeliveryRef, JobRecord, JobState},
+    store::{events::EventRead, JobSummary, MinuteStats, WorkerInfo},
 };
 
-use super::{assets, console::Overview};
+use super::{
+    assets,
+    console::{EndpointHealth, Overview, HEALTH_SAMPLE},
+};
 
 /// Which navigation entry is highlighted.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -21,6 +27,7 @@ pub(super) enum Nav {
     Overview,
     Jobs,
     Workers,
+    Tenants,
     None,
 }
 
@@ -51,6 +58,7 @@ fn page(title: &str, frame: &Frame, body: Markup) -> Markup {
                             a.on[frame.nav == Nav::Overview] href="/" { "Overview" }
                             a.on[frame.nav == Nav::Jobs] href="/jobs" { "Jobs" }
                             a.on[frame.nav == Nav::Workers] href="/workers" { "Workers" }
+                            a.on[frame.nav == Nav::Tenants] href="/tenants" { "Tenants" }
                         }
                         div.right {
                             span { span.live-dot {} span #live-stamp { "live" } }
@@ -420,9 +428,11 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord, stuck_afte
                     h2 { "Request" }
                     dl.kv {
                         dt { "to_url" } dd.mono { (job.spec.to_url) }
-                        dt { "to_auth" } dd.mono { @match &job.spec.to_auth { Some(a) => (mask_auth(a.expose_secret())), None => span.muted { "none" } } }
-                        dt { "Group" } dd { (job.spec.group.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
-                        dt { "Tag" } dd { (job.spec.tag.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
+                        @if job.spec.delivery.is_none() {
+                            dt { "to_auth" } dd.mono { @match &job.spec.to_auth { Some(a) => (mask_auth(a.expose_secret())), None => span.muted { "none" } } }
+                            dt { "Group" } dd { (job.spec.group.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
+                            dt { "Tag" } dd { (job.spec.tag.as_ref().map(|l| l.as_str()).unwrap_or("—")) }
+                        }
                     }
                 }
             }
@@ -457,9 +467,13 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord, stuck_afte
                 }
             }
         }
-        div.panel {
-            h2 { "Payload" }
-            pre.payload { code { (payload) } }
+        @match &job.spec.delivery {
+            // A delivery's body is its event's envelope, kept with the event.
+            Some(d) => (delivery_panel(d)),
+            None => div.panel {
+                h2 { "Payload" }
+                pre.payload { code { (payload) } }
+            },
         }
     };
     respond(page(id, frame, body))
@@ -496,6 +510,393 @@ pub(super) fn workers(frame: &Frame, now: DateTime<Utc>, workers: &[WorkerInfo])
         }
     };
     respond(page("Workers", frame, body))
+}
+
+/// A path segment, percent-encoded: event ids may hold `/`, `?` or `#`.
+fn segment(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+fn endpoints_href(tenant: &TenantId) -> String {
+    format!("/tenants/{tenant}/endpoints")
+}
+
+fn endpoint_href(tenant: &TenantId, id: impl std::fmt::Display) -> String {
+    format!("/tenants/{tenant}/endpoints/{id}")
+}
+
+fn event_href(tenant: &TenantId, id: &EventId) -> String {
+    format!("/tenants/{tenant}/events/{}", segment(id.as_str()))
+}
+
+/// A job page's stand-in for the payload when the job is a delivery.
+fn delivery_panel(d: &DeliveryRef) -> Markup {
+    html! {
+        div.panel #delivery {
+            h2 { "Delivery of an event" }
+            dl.kv {
+                dt { "Tenant" } dd { a href=(endpoints_href(&d.tenant)) { (d.tenant) } }
+                dt { "Event" } dd.mono { a href=(event_href(&d.tenant, &d.event_id)) { (d.event_id) } }
+                dt { "Event type" } dd.mono { (d.event_type) }
+                dt { "Endpoint" } dd.mono { a href=(endpoint_href(&d.tenant, &d.endpoint_id)) { (d.endpoint_id) } }
+            }
+            p.small.muted { "The body is the event's payload in the Standard Webhooks envelope, \
+                signed with the endpoint's secrets when it is sent." }
+        }
+    }
+}
+
+/// Every tenant with endpoints.
+pub(super) fn tenants(frame: &Frame, tenants: &[(String, u64)]) -> Response {
+    let body = html! {
+        h1 { "Tenants" }
+        div.panel {
+            @if tenants.is_empty() {
+                div.empty { "No tenant has an endpoint yet. Register one with " code { "POST /api/v1/tenants/{tenant}/endpoints" } "." }
+            } @else {
+                div.table-wrap { table #tenants {
+                    thead { tr { th { "Tenant" } th.num { "Endpoints" } th { "" } } }
+                    tbody {
+                        @for (tenant, n) in tenants {
+                            tr {
+                                td { a href={ "/tenants/" (tenant) "/endpoints" } { (tenant) } }
+                                td.num { (n) }
+                                td { a href={ "/tenants/" (tenant) "/events" } { "Events" } }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    };
+    respond(page("Tenants", frame, body))
+}
+
+fn types_text(ep: &Endpoint) -> String {
+    if ep.event_types.is_empty() {
+        "every type".to_owned()
+    } else {
+        ep.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn filter_text(ep: &Endpoint) -> Option<String> {
+    ep.filter.as_ref().map(|f| serde_json::Value::Object(f.as_json().clone()).to_string())
+}
+
+fn success_rate(h: &EndpointHealth) -> Markup {
+    html! {
+        @match h.success_rate() {
+            Some(r) => span title={ (h.succeeded_last_hour) " of " (h.attempts_last_hour) " attempts succeeded" } {
+                span class={ "badge " (if r >= 0.95 { "ok" } else { "err" }) } { (format!("{:.0} %", r * 100.0)) }
+                " " span.small.muted { "of " (h.attempts_last_hour) }
+            },
+            None => span.muted { "—" },
+        }
+    }
+}
+
+fn last_failure(now: DateTime<Utc>, h: &EndpointHealth) -> Markup {
+    html! {
+        @match &h.last_failure {
+            Some(f) => { (ago(now, f.at)) " " span.small.muted { (f.error) } },
+            None => span.muted { "—" },
+        }
+    }
+}
+
+fn enabled_badge(ep: &Endpoint) -> Markup {
+    html! {
+        @if ep.disabled { span.badge.gone { "disabled" } } @else { span.badge.alive { "enabled" } }
+    }
+}
+
+/// Enable/disable, rotate and recover for one endpoint; `back` names the
+/// page the action returns to.
+fn endpoint_actions(csrf: &str, ep: &Endpoint, back: &str) -> Markup {
+    let base = endpoint_href(&ep.tenant, &ep.id);
+    let id = &ep.id;
+    html! {
+        div.row-actions {
+            @if ep.disabled {
+                form.inline method="post" action={ (base) "/enable" } {
+                    (csrf_field(csrf)) input type="hidden" name="back" value=(back);
+                    button.primary #{ "enable-" (id) } type="submit" { "Enable" }
+                }
+            } @else {
+                form.inline method="post" action={ (base) "/disable" }
+                    data-confirm="Disable this endpoint? It will match no new event." {
+                    (csrf_field(csrf)) input type="hidden" name="back" value=(back);
+                    button.danger #{ "disable-" (id) } type="submit" { "Disable" }
+                }
+            }
+            form.inline method="post" action={ (base) "/rotate" }
+                data-confirm="Rotate the secret? The old one keeps signing for 24 hours." {
+                (csrf_field(csrf)) input type="hidden" name="back" value=(back);
+                button #{ "rotate-" (id) } type="submit" { "Rotate secret" }
+            }
+            form.inline method="post" action={ (base) "/recover" } title="Requeue failed deliveries of events created since" {
+                (csrf_field(csrf)) input type="hidden" name="back" value=(back);
+                input #{ "since-" (id) } name="since" value="24h" size="4" aria-label="since (24h, 30m, 7d or an RFC 3339 time)";
+                button #{ "recover-" (id) } type="submit" { "Recover since" }
+            }
+        }
+    }
+}
+
+/// A tenant's endpoints with their health and actions.
+pub(super) fn endpoints(
+    frame: &Frame,
+    now: DateTime<Utc>,
+    tenant: &TenantId,
+    rows: &[EndpointHealth],
+    next: Option<&str>,
+    paged: bool,
+) -> Response {
+    let body = html! {
+        p.small { a href="/tenants" { "← Tenants" } }
+        h1 { "Endpoints of " (tenant) }
+        p { a #events-link href={ "/tenants/" (tenant) "/events" } { "Recent events →" } }
+        div.panel {
+            @if rows.is_empty() {
+                div.empty { "This tenant has no endpoints." }
+            } @else {
+                div.table-wrap { table #endpoints {
+                    thead { tr {
+                        th { "Endpoint" } th { "Event types" } th { "Filter" }
+                        th { "Success, last hour" } th { "Last failure" } th { "Status" } th { "Actions" }
+                    } }
+                    tbody {
+                        @for h in rows {
+                            @let ep = &h.endpoint;
+                            tr #{ "row-" (ep.id) } {
+                                td.wrap.wide {
+                                    a.mono href=(endpoint_href(tenant, &ep.id)) { (ep.url) }
+                                    br; span.small.muted.mono { (ep.id) }
+                                }
+                                td.mono.wrap.mid.types { (types_text(ep)) }
+                                td.mono.wrap.mid.filter { @match filter_text(ep) { Some(f) => (f), None => span.muted { "—" } } }
+                                td { (success_rate(h)) }
+                                td.wrap { (last_failure(now, h)) }
+                                td.state { (enabled_badge(ep)) }
+                                td { (endpoint_actions(frame.csrf, ep, "list")) }
+                            }
+                        }
+                    }
+                } }
+            }
+            div.pager {
+                span.small.muted { "Success rate and last failure are of each endpoint's latest " (HEALTH_SAMPLE) " deliveries." }
+                span.actions {
+                    @if paged { a.btn href=(endpoints_href(tenant)) { "⟲ First" } }
+                    @if let Some(c) = next { a.btn href={ (endpoints_href(tenant)) "?after=" (c) } rel="next" { "More →" } }
+                }
+            }
+        }
+    };
+    respond(page(&format!("Endpoints of {tenant}"), frame, body))
+}
+
+fn deliveries_table(now: DateTime<Utc>, csrf: &str, rows: &[JobRecord], by_event: bool) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            div.empty { "No deliveries yet." }
+        } @else {
+            div.table-wrap { table #deliveries {
+                thead { tr {
+                    th { "Delivery" } @if by_event { th { "Endpoint" } } @else { th { "Event" } th { "Type" } }
+                    th { "State" } th.num { "Attempts" } th { "Last result" } th { "Created" } th { "" }
+                } }
+                tbody {
+                    @for j in rows {
+                        tr {
+                            td.mono { a href={ "/jobs/" (j.id) } title=(j.id) { (short_id(j.id.as_str())) } }
+                            @match (&j.spec.delivery, by_event) {
+                                (Some(d), true) => td.mono.wrap {
+                                    a href=(endpoint_href(&d.tenant, &d.endpoint_id)) { (d.endpoint_id) }
+                                    br; span.small.muted { (j.spec.to_url) }
+                                },
+                                (Some(d), false) => {
+                                    td.mono { a href=(event_href(&d.tenant, &d.event_id)) { (d.event_id) } }
+                                    td.mono { (d.event_type) }
+                                },
+                                (None, true) => td { "—" },
+                                (None, false) => { td { "—" } td { "—" } },
+                            }
+                            td.state { (badge(j.state)) @if let Some(at) = j.next_attempt_at {
+                                " " span.small.muted { (relative(now, at)) } } }
+                            td.num { (j.attempts) }
+                            td.wrap { (result(j.last_status, j.last_error.as_deref())) }
+                            td { (ago(now, j.created_at)) }
+                            td {
+                                form.inline method="post" action={ "/jobs/" (j.id) "/requeue" } {
+                                    (csrf_field(csrf)) button.requeue type="submit" { "Requeue" }
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+/// One endpoint: its settings, health, actions and latest deliveries.
+pub(super) fn endpoint(frame: &Frame, now: DateTime<Utc>, h: &EndpointHealth, deliveries: &[JobRecord]) -> Response {
+    let ep = &h.endpoint;
+    let grace: Vec<_> = ep.previous_secrets.iter().filter(|p| p.expires_at > now).collect();
+    let body = html! {
+        p.small { a href=(endpoints_href(&ep.tenant)) { "← Endpoints of " (ep.tenant) } }
+        h1.mono { (ep.id) }
+        div.grid2 {
+            div.panel #endpoint {
+                h2 { "Endpoint" }
+                dl.kv {
+                    dt { "Tenant" } dd { (ep.tenant) }
+                    dt { "URL" } dd.mono { (ep.url) }
+                    dt { "Event types" } dd.mono.types { (types_text(ep)) }
+                    dt { "Filter" } dd.mono.filter { @match filter_text(ep) { Some(f) => (f), None => span.muted { "none" } } }
+                    dt { "Status" } dd.state { (enabled_badge(ep)) }
+                    dt { "Secret" } dd.mono {
+                        "whsec_••••••••"
+                        @if !grace.is_empty() {
+                            " " span.small.muted { "+ " (grace.len()) " previous, signing until "
+                                @for (i, p) in grace.iter().enumerate() { @if i > 0 { ", " } (p.expires_at.format("%Y-%m-%d %H:%M UTC")) } }
+                        }
+                    }
+                    @if !ep.headers.is_empty() {
+                        dt { "Headers" } dd.mono { (ep.headers.keys().cloned().collect::<Vec<_>>().join(", ")) " " span.small.muted { "(values hidden)" } }
+                    }
+                    @if let Some(r) = ep.rate_limit { dt { "Rate limit" } dd { (r) " per second" } }
+                    @if ep.ordered { dt { "Ordered" } dd { "yes" } }
+                    @if !ep.description.is_empty() { dt { "Description" } dd { (ep.description) } }
+                    dt { "Created" } dd { (ago(now, ep.created_at)) " · " (ep.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                    dt { "Updated" } dd { (ago(now, ep.updated_at)) }
+                }
+                div.actions { (endpoint_actions(frame.csrf, ep, "endpoint")) }
+            }
+            div.panel {
+                h2 { "Health" }
+                dl.kv {
+                    dt { "Success, last hour" } dd { (success_rate(h)) }
+                    dt { "Last failure" } dd { (last_failure(now, h)) }
+                }
+                p.small.muted { "Of the latest " (HEALTH_SAMPLE) " deliveries' attempts." }
+            }
+        }
+        div.panel data-live {
+            h2 { "Latest deliveries" }
+            (deliveries_table(now, frame.csrf, deliveries, false))
+        }
+    };
+    respond(page(ep.id.as_str(), frame, body))
+}
+
+/// The events page's state, echoed back into its form and links.
+pub(super) struct EventsView<'a> {
+    pub tenant: &'a TenantId,
+    pub event_type: &'a str,
+    pub problem: Option<String>,
+    pub next: Option<String>,
+    pub paged: bool,
+}
+
+impl EventsView<'_> {
+    fn link(&self, before: Option<&str>) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if !self.event_type.is_empty() {
+            q.append_pair("type", self.event_type);
+        }
+        if let Some(b) = before {
+            q.append_pair("before", b);
+        }
+        format!("/tenants/{}/events?{}", self.tenant, q.finish())
+    }
+}
+
+/// A tenant's recent events.
+pub(super) fn events(frame: &Frame, now: DateTime<Utc>, v: &EventsView, rows: &[(EventId, EventRead)]) -> Response {
+    let tenant = v.tenant;
+    let body = html! {
+        p.small { a href=(endpoints_href(tenant)) { "← Endpoints of " (tenant) } }
+        h1 { "Events of " (tenant) }
+        div.panel {
+            form.filters method="get" action={ "/tenants/" (tenant) "/events" } {
+                label { "Event type" input name="type" value=(v.event_type) size="24"; }
+                button.primary type="submit" { "Filter" }
+                a.btn href={ "/tenants/" (tenant) "/events" } { "Clear" }
+            }
+        }
+        @if let Some(p) = &v.problem { div.flash.bad { (p) } }
+        div.panel data-live {
+            @if rows.is_empty() {
+                div.empty { "No events here." }
+            } @else {
+                div.table-wrap { table #events {
+                    thead { tr {
+                        th { "Event" } th { "Type" } th { "Created" } th.num { "Matched" } th.num { "Deliveries made" } th { "Expansion" }
+                    } }
+                    tbody {
+                        @for (id, ev) in rows {
+                            tr {
+                                td.mono { a href=(event_href(tenant, id)) { (id) } }
+                                td.mono { (ev.event_type) }
+                                td { (ago(now, ev.created_at)) }
+                                td.num { (ev.matched) }
+                                td.num { (ev.made) }
+                                td { @if ev.expanded { span.badge.ok { "done" } } @else { span.badge.scheduled { "expanding" } } }
+                            }
+                        }
+                    }
+                } }
+            }
+            div.pager {
+                span.small.muted { (rows.len()) " events on this page, newest first" }
+                span.actions {
+                    @if v.paged { a.btn href=(v.link(None)) { "⟲ Newest" } }
+                    @if let Some(c) = &v.next { a.btn href=(v.link(Some(c))) rel="next" { "Older →" } }
+                }
+            }
+        }
+    };
+    respond(page(&format!("Events of {tenant}"), frame, body))
+}
+
+/// One event: its payload and its deliveries.
+pub(super) fn event(frame: &Frame, now: DateTime<Utc>, tenant: &TenantId, e: &EventWithDeliveries) -> Response {
+    let ev = &e.event;
+    let payload = serde_json::from_str::<serde_json::Value>(&ev.payload)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| ev.payload.clone());
+    let body = html! {
+        p.small { a href={ "/tenants/" (tenant) "/events" } { "← Events of " (tenant) } }
+        h1.mono { (e.id) }
+        div data-live {
+            div.panel #event {
+                h2 { "Event" }
+                dl.kv {
+                    dt { "Tenant" } dd { a href=(endpoints_href(tenant)) { (tenant) } }
+                    dt { "Type" } dd.mono #event-type { (ev.event_type) }
+                    dt { "Created" } dd { (ago(now, ev.created_at)) " · " (ev.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                    @if let Some(at) = ev.deliver_at {
+                        dt { "Deliver at" } dd { (ago(now, at)) " · " (at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                    }
+                    dt { "Endpoints matched" } dd { (ev.matched) }
+                    dt { "Deliveries made" } dd #made { (ev.made) @if !ev.expanded { " " span.badge.scheduled { "expanding" } } }
+                }
+            }
+            div.panel {
+                h2 { "Deliveries" }
+                (deliveries_table(now, frame.csrf, &e.deliveries, true))
+            }
+        }
+        div.panel {
+            h2 { "Payload" }
+            pre.payload { code { (payload) } }
+        }
+    };
+    respond(page(e.id.as_str(), frame, body))
 }
 
 /// The login form.

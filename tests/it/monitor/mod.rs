@@ -4,6 +4,8 @@
 mod browser;
 mod bulk;
 mod cli;
+mod fanout_browser;
+mod fanout_cli;
 mod listing;
 mod web;
 mod webdriver;
@@ -13,9 +15,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hook_slinger::{
     config::Settings,
-    domain::JobId,
-    jobs::JobSpec,
-    monitor::Monitor,
+    domain::{EventId, JobId, NewEvent, TenantId},
+    endpoints::{Endpoint, EndpointInput},
+    events::{EventWithDeliveries, Posted},
+    jobs::{JobSpec, JobState},
+    monitor::{Console, Monitor},
     store::{JobStore, NewRecord},
 };
 use tokio_util::sync::CancellationToken;
@@ -71,3 +75,37 @@ pub async fn store_jobs(store: &JobStore, n: usize, group: Option<&str>, at: Dat
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Registers an endpoint for `tenant` from an API-style JSON body, through
+/// the same service the API uses.
+pub async fn create_endpoint(console: &Console, tenant: &TenantId, body: serde_json::Value) -> Endpoint {
+    let input = EndpointInput::parse(body, true).expect("a valid endpoint");
+    console.endpoints().create(tenant.clone(), input).await.expect("endpoint created")
+}
+
+/// Posts an event for `tenant` and returns its id, asserting how many
+/// endpoints it matched.
+pub async fn post_event(console: &Console, tenant: &TenantId, body: serde_json::Value, matched: u64) -> EventId {
+    let event = NewEvent::parse(body, &crate::helpers::LIMITS, Utc::now()).expect("a valid event");
+    match console.events().post(tenant.clone(), event, None).await.expect("event accepted") {
+        Posted::Accepted { event_id, deliveries, .. } => {
+            assert_eq!(deliveries, matched, "endpoints matched");
+            event_id
+        }
+        Posted::Conflict => panic!("no idempotency key was given"),
+    }
+}
+
+/// Waits until the event has `n` deliveries, each in a final state.
+pub async fn wait_delivered(console: &Console, tenant: &TenantId, id: &EventId, n: usize) -> EventWithDeliveries {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let event = console.event(tenant, id).await.unwrap().expect("event exists");
+        if event.deliveries.len() == n && event.deliveries.iter().all(|d| d.state.is_final()) {
+            return event;
+        }
+        let states: Vec<JobState> = event.deliveries.iter().map(|d| d.state).collect();
+        assert!(std::time::Instant::now() < deadline, "deliveries after {WAIT:?}: {states:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -234,3 +234,82 @@ async fn purge_refuses_ages_that_overflow_the_clock() {
     }
     assert!(app.store.get(&id).await.unwrap().is_some(), "nothing was deleted");
 }
+
+#[tokio::test]
+async fn fan_out_pages_need_a_login_actions_need_the_csrf_token_and_tenants_stay_apart() {
+    let s = monitor_settings(&[]);
+    let _app = spawn_app(s.clone()).await;
+    let m = spawn_monitor(&s).await;
+    let console = hook_slinger::monitor::Console::new(&s).unwrap();
+    let acme = hook_slinger::domain::TenantId::parse("acme").unwrap();
+    let body = serde_json::json!({"url": "http://127.0.0.1:9/hook", "event_types": ["a.b"]});
+    let ep = super::create_endpoint(&console, &acme, body.clone()).await;
+    let other = super::create_endpoint(&console, &hook_slinger::domain::TenantId::parse("globex").unwrap(), body).await;
+    let http = client();
+    let base = &m.base;
+    let ep_page = format!("/tenants/acme/endpoints/{}", ep.id);
+    for path in
+        ["/tenants", "/tenants/acme/endpoints", ep_page.as_str(), "/tenants/acme/events", "/tenants/acme/events/e1"]
+    {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{path}");
+    }
+
+    let cookie = login(&http, base).await;
+    let (status, html) = page(&http, &format!("{base}/tenants/acme/endpoints"), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(ep.id.as_str()) && !html.contains(other.id.as_str()), "only acme's endpoints");
+    let csrf = csrf_of(&html);
+
+    // A forged or missing token changes nothing.
+    let disable = format!("{base}{ep_page}/disable");
+    for token in ["forged", ""] {
+        let resp = http.post(&disable).header("cookie", &cookie).form_body(&[("csrf", token)]).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+    assert!(!console.endpoints().get(&acme, &ep.id).await.unwrap().disabled);
+    let resp =
+        http.post(&disable).header("cookie", &cookie).form_body(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(resp.headers()["location"], "/tenants/acme/endpoints?done=disabled");
+    assert!(console.endpoints().get(&acme, &ep.id).await.unwrap().disabled);
+
+    // Another tenant's endpoint, an unknown one, an unknown event: 404s,
+    // and an action on another tenant's endpoint changes nothing.
+    let cross = format!("/tenants/acme/endpoints/{}", other.id);
+    for path in
+        [cross.as_str(), "/tenants/acme/endpoints/ep_nope", "/tenants/a%2Fb/endpoints", "/tenants/acme/events/e1"]
+    {
+        assert_eq!(page(&http, &format!("{base}{path}"), &cookie).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    for action in ["disable", "rotate", "recover"] {
+        let resp = http
+            .post(format!("{base}{cross}/{action}"))
+            .header("cookie", &cookie)
+            .form_body(&[("csrf", csrf.as_str()), ("since", "1h")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{action}");
+    }
+    let untouched = console.endpoints().get(&other.tenant, &other.id).await.unwrap();
+    assert!(!untouched.disabled && untouched.secret == other.secret);
+
+    // A since that does not parse is a 400 that says why.
+    let resp = http
+        .post(format!("{base}{ep_page}/recover"))
+        .header("cookie", &cookie)
+        .form_body(&[("csrf", csrf.as_str()), ("since", "last tuesday")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.unwrap().contains("24h"));
+    let resp = http
+        .post(format!("{base}{ep_page}/recover"))
+        .header("cookie", &cookie)
+        .form_body(&[("csrf", csrf.as_str()), ("since", "2h"), ("back", "endpoint")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["location"].to_str().unwrap(), format!("{ep_page}?done=recovered&n=0"));
+}

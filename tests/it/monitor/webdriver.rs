@@ -170,6 +170,21 @@ impl Browser {
         }
     }
 
+    /// Accepts the `confirm()` dialog a click opened (forms with
+    /// `data-confirm`), waiting for it to appear.
+    pub async fn accept_alert(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.try_call(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await {
+                Ok(_) => return,
+                Err(e) if e["error"] == "no such alert" && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("webdriver accept alert: {e}"),
+            }
+        }
+    }
+
     /// Saves a PNG screenshot of the viewport.
     pub async fn screenshot(&self, path: &Path) {
         let b64 = self.call(reqwest::Method::GET, "/screenshot", None).await;
