@@ -5,9 +5,11 @@
 //!
 //! `BENCH_ONLY=latency` runs only the POST-to-delivery latency section
 //! (`latency.rs`; `BENCH_LATENCY_SECS` per rate, default 60) and updates
-//! its rows in `results.json`, keeping the others.
+//! its rows in `results.json`, keeping the others. `BENCH_ONLY=fanout` runs
+//! only the fan-out section (`fanout.rs`).
 
 mod cluster;
+mod fanout;
 mod latency;
 
 use std::{
@@ -364,6 +366,7 @@ async fn bench() -> anyhow::Result<()> {
     let only_latency = only == "latency";
     let only_e2e = only == "e2e";
     let only_cluster = only == "cluster";
+    let only_fanout = only == "fanout";
     let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
 
     // Our own Redis, without persistence, so runs are comparable.
@@ -391,6 +394,11 @@ async fn bench() -> anyhow::Result<()> {
         if only_cluster {
             return cluster_section(&http, &env, &mut report).await;
         }
+        if only_fanout {
+            procs.add("app", env.spawn("hook-slinger-app", &[])?);
+            wait_ready(&http, &base).await?;
+            return fanout::run(&env, &http, &base, &mut procs, &mut report).await;
+        }
         if only_latency {
             procs.add("app", env.spawn("hook-slinger-app", &[])?);
             wait_ready(&http, &base).await?;
@@ -399,6 +407,7 @@ async fn bench() -> anyhow::Result<()> {
             if only_e2e {
                 return Ok(());
             }
+            fanout::run(&env, &http, &base, &mut procs, &mut report).await?;
         }
         latency::run(&env, &base, &mut procs, &mut report).await?;
         procs.stop("app");
@@ -409,7 +418,7 @@ async fn bench() -> anyhow::Result<()> {
     let _ = redis.kill();
     let _ = redis.wait();
     result?;
-    report.write(only_latency || only_e2e || only_cluster)
+    report.write(only_latency || only_e2e || only_cluster || only_fanout)
 }
 
 /// Accept rates, end-to-end throughput, latency at 500/s and backlog drain,

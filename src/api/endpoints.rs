@@ -220,7 +220,10 @@ struct RecoverRequest {
 
 impl Example for RecoverRequest {
     fn example() -> Self {
-        Self { since: Utc::now() - chrono::Duration::days(1), until: None }
+        // Fixed: the document must be the same every time it is built.
+        let since =
+            DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        Self { since, until: None }
     }
 }
 
