@@ -29,7 +29,7 @@ mkdir -p target/chaos
 
 cleanup() {
   [[ -n ${app_pid:-} ]] && kill -TERM "$app_pid" 2>/dev/null && wait "$app_pid" 2>/dev/null
-  redis-cli -u "$redis_url" --scan --pattern "$queue*" | xargs -r -n 500 redis-cli -u "$redis_url" unlink >/dev/null || true
+  redis-cli -u "$redis_url" --scan --pattern "$queue*" | xargs -r -d '\n' -n 500 redis-cli -u "$redis_url" unlink >/dev/null || true
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -72,9 +72,19 @@ st_run() { (cd target/chaos && SCHEMATHESIS_HOOKS="$hooks" "$OLDPWD/$st" run "$u
 out="$workdir/schemathesis.out"
 started=$(date +%s)
 set +e
-st_run --exclude-operation-id create_jobs_batch --report junit --report-junit-path schemathesis-junit.xml \
+endpoint_bodies=(--include-operation-id create_endpoint --include-operation-id update_endpoint)
+st_run --exclude-operation-id create_jobs_batch --exclude-operation-id create_endpoint \
+  --exclude-operation-id update_endpoint --report junit --report-junit-path schemathesis-junit.xml \
   | tee "$out"
 rc=${PIPESTATUS[0]}
+# An endpoint's `headers` runs every check but one: the document states
+# which header names are refused (`propertyNames`: HTTP tokens, not ours),
+# but schemathesis does not generate by `propertyNames`, so it takes a
+# refused name for a valid case (positive_data_acceptance). The refusals are
+# checked in src/endpoints/input.rs and tests/it/fanout.rs instead.
+st_run "${endpoint_bodies[@]}" --exclude-checks positive_data_acceptance \
+  --report junit --report-junit-path schemathesis-junit-endpoints.xml | tee -a "$out"
+rc=$(( rc | PIPESTATUS[0] ))
 # The batch runs every check but one: it answers 202 with one result per
 # item, so a batch whose items break the schema is refused item by item
 # inside a 202, which negative_data_rejection cannot see (it reads only the

@@ -84,7 +84,60 @@ pub(super) fn served(spec: &str, limits: DeployedLimits) -> String {
     );
     set(doc.at(&["components", "schemas", "BatchRequest", "properties", "jobs"]), "maxItems", json!(limits.batch_max));
 
+    // Events take the same schedule rules as jobs.
+    let event = ["components", "schemas", "EventRequest"];
+    set(
+        doc.at(&[&event[..], &["properties", "delay_seconds"]].concat()),
+        "maximum",
+        json!(limits.max_delay.as_secs_f64()),
+    );
+    set(
+        doc.at(&event),
+        "not",
+        json!({
+            "required": ["deliver_at", "delay_seconds"],
+            "properties": {"deliver_at": {"type": "string"}, "delay_seconds": {"type": "number"}},
+        }),
+    );
+    // poem-openapi refuses unknown fields (`deny_unknown_fields`) without
+    // saying so in the schema.
+    for strict in ["EndpointRequest", "EndpointPatch", "RotateRequest", "RecoverRequest"] {
+        set(doc.at(&["components", "schemas", strict]), "additionalProperties", json!(false));
+    }
+    // An endpoint's custom headers: the rules `endpoints::EndpointInput`
+    // applies, which a map's schema cannot state by itself.
+    for body in ["EndpointRequest", "EndpointPatch"] {
+        let headers = doc.at(&["components", "schemas", body, "properties", "headers"]);
+        set(headers, "maxProperties", json!(crate::endpoints::MAX_HEADERS));
+        set(
+            headers,
+            "propertyNames",
+            json!({"pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", "not": {"pattern": reserved_headers()}}),
+        );
+        set(
+            headers,
+            "additionalProperties",
+            json!({"type": "string", "maxLength": 4096, "pattern": "^[\\x20-\\x7E]*$"}),
+        );
+    }
+
     serde_json::to_string_pretty(&doc).expect("a JSON tree serialises")
+}
+
+/// A pattern matching the headers an endpoint may not set, in any case.
+fn reserved_headers() -> String {
+    let names: Vec<String> = crate::endpoints::RESERVED_HEADERS
+        .iter()
+        .map(|name| {
+            name.chars()
+                .map(|c| match c.is_ascii_alphabetic() {
+                    true => format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()),
+                    false => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^({})$", names.join("|"))
 }
 
 #[cfg(test)]

@@ -27,58 +27,101 @@ enum ApiTags {
     Endpoints,
 }
 
-/// An endpoint to register (POST) or the fields to change (PATCH: only
-/// those present change; null clears). Unknown fields are refused.
-#[derive(Debug, Object)]
-#[oai(example)]
-struct EndpointRequest {
-    /// Where deliveries are POSTed: an absolute `http(s)` URL that passes
-    /// the SSRF guard (checked now and on every delivery). Required on
-    /// POST.
-    #[oai(skip_serializing_if_is_none)]
-    url: Option<String>,
-    /// `whsec_` + base64 of at least 16 bytes; generated (24 random bytes)
-    /// when absent. POST only; change it with `secret/rotate`.
-    #[oai(skip_serializing_if_is_none)]
-    secret: Option<String>,
-    /// Event types this endpoint receives; absent or empty: every type.
-    #[oai(skip_serializing_if_is_none)]
+/// Declares a request body with the shared endpoint fields after its own
+/// (poem-openapi cannot flatten a struct that refuses unknown fields).
+macro_rules! endpoint_body {
+    ($(#[$doc:meta])* $name:ident { $($own:tt)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Object)]
+        #[oai(example, deny_unknown_fields)]
+        struct $name {
+            $($own)*
+
+    /// Event types this endpoint receives (1-128 of `A-Z a-z 0-9 - _ . :
+    /// /` each); absent, null or empty: every type.
+    #[oai(nullable, skip_serializing_if_is_none, validator(max_items = 256, pattern = r"^[A-Za-z0-9_.:/-]{1,128}$"))]
     event_types: Option<Vec<String>>,
     /// Deliver only events whose payload matches: field paths
     /// (`customer.tier`) with `$eq $neq $gt $gte $lt $lte $in $nin $exists
     /// $startsWith`, combined with `$and $or $not`; a plain value means
     /// `$eq`. A bad operator is a 400 naming its path.
-    #[oai(skip_serializing_if_is_none)]
-    filter: Option<Value>,
-    /// Extra request headers for every delivery (the signature headers,
-    /// `Content-Type` and connection headers cannot be set).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
+    filter: Option<BTreeMap<String, Value>>,
+    /// Extra request headers for every delivery: names are HTTP tokens,
+    /// values visible ASCII (at most 4,096 bytes), at most 32 headers; the
+    /// signature headers, `Content-Type`, `Content-Length`, `Host`,
+    /// `User-Agent` and connection headers cannot be set.
+    #[oai(nullable, skip_serializing_if_is_none)]
     headers: Option<BTreeMap<String, String>>,
-    /// Free text.
-    #[oai(skip_serializing_if_is_none)]
+    /// Free text, at most 1,024 bytes.
+    #[oai(nullable, skip_serializing_if_is_none, validator(max_length = 1024))]
     description: Option<String>,
-    /// Free JSON object.
-    #[oai(skip_serializing_if_is_none)]
-    metadata: Option<Value>,
+    /// Free JSON object, at most 8 KiB.
+    #[oai(nullable, skip_serializing_if_is_none)]
+    metadata: Option<BTreeMap<String, Value>>,
     /// A disabled endpoint matches no event.
     #[oai(skip_serializing_if_is_none)]
     disabled: Option<bool>,
-    /// Deliveries per second at most (stored now; enforced by flow control).
-    #[oai(skip_serializing_if_is_none)]
+    /// Deliveries per second at most, 1-100,000; null: unlimited (stored
+    /// now; enforced by flow control).
+    #[oai(nullable, skip_serializing_if_is_none, validator(minimum(value = "1"), maximum(value = "100000")))]
     rate_limit: Option<u32>,
     /// Deliver in order, one at a time (stored now; enforced by flow
     /// control).
     #[oai(skip_serializing_if_is_none)]
     ordered: Option<bool>,
+        }
+    };
+}
+
+endpoint_body! {
+    /// An endpoint to register. Unknown fields are refused.
+    EndpointRequest {
+        /// Where deliveries are POSTed: an absolute `http(s)` URL that passes
+        /// the SSRF guard (checked now and on every delivery); written as for
+        /// jobs' `to_url`.
+        #[oai(validator(min_length = 8, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*\.?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*(\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(#([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"))]
+        url: String,
+        /// `whsec_` + base64 of at least 16 bytes; generated (24 random bytes)
+        /// when absent. Change it with `secret/rotate`.
+        #[oai(nullable, skip_serializing_if_is_none, validator(pattern = r"^whsec_([A-Za-z0-9+/]{4}){5,}([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)$"))]
+        secret: Option<String>,
+    }
+}
+
+endpoint_body! {
+    /// The fields to change: only those present change, null clears.
+    /// Unknown fields are refused.
+    EndpointPatch {
+        /// A new URL (see `url` at registration).
+        #[oai(skip_serializing_if_is_none, validator(min_length = 8, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*\.?(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*(\?([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(#([A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"))]
+        url: Option<String>,
+    }
+}
+
+impl Example for EndpointPatch {
+    fn example() -> Self {
+        Self {
+            url: None,
+            event_types: None,
+            filter: None,
+            headers: None,
+            description: None,
+            metadata: None,
+            disabled: Some(true),
+            rate_limit: None,
+            ordered: None,
+        }
+    }
 }
 
 impl Example for EndpointRequest {
     fn example() -> Self {
         Self {
-            url: Some("https://example.com/webhooks".to_owned()),
+            url: "https://example.com/webhooks".to_owned(),
             secret: None,
             event_types: Some(vec!["order.created".to_owned(), "order.paid".to_owned()]),
-            filter: Some(serde_json::json!({"customer.tier": {"$in": ["gold", "platinum"]}})),
+            filter: Some([("customer.tier".to_owned(), serde_json::json!({"$in": ["gold", "platinum"]}))].into()),
             headers: Some([("X-Team".to_owned(), "billing".to_owned())].into()),
             description: Some("Billing service".to_owned()),
             metadata: None,
@@ -174,16 +217,23 @@ struct TenantList {
     data: Vec<TenantView>,
 }
 
-/// A secret rotation.
-#[derive(Debug, Object)]
-#[oai(example)]
+/// A secret rotation (`{}` takes the defaults).
+#[derive(Debug, Object, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[oai(example, deny_unknown_fields)]
 struct RotateRequest {
     /// How long the old secret keeps signing beside the new one (default
     /// 86400, at most 30 days; 0: stops at once).
-    #[oai(default = "default_grace", validator(maximum(value = "2592000")))]
+    #[serde(default = "default_grace")]
+    #[oai(default = "default_grace", validator(minimum(value = "0"), maximum(value = "2592000")))]
     grace_seconds: u64,
     /// The new secret (`whsec_...`); generated when absent.
-    #[oai(skip_serializing_if_is_none)]
+    #[serde(default)]
+    #[oai(
+        nullable,
+        skip_serializing_if_is_none,
+        validator(pattern = r"^whsec_([A-Za-z0-9+/]{4}){5,}([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)$")
+    )]
     secret: Option<String>,
 }
 
@@ -208,14 +258,21 @@ struct Rotated {
 }
 
 /// Re-send failed deliveries.
-#[derive(Debug, Object)]
-#[oai(example)]
+#[derive(Debug, Object, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[oai(example, deny_unknown_fields)]
 struct RecoverRequest {
     /// From this time (RFC 3339): events created since.
     since: DateTime<Utc>,
-    /// Until this time; absent: now.
-    #[oai(skip_serializing_if_is_none)]
+    /// Until this time; absent or null: now.
+    #[serde(default)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     until: Option<DateTime<Utc>>,
+}
+
+/// A JSON body parsed as `T` (its serde rules match its schema).
+fn body_as<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Problem> {
+    serde_json::from_value(body).map_err(|e| Problem::bad(format!("request body: {e}")))
 }
 
 impl Example for RecoverRequest {
@@ -286,6 +343,7 @@ impl EndpointsApi {
         _auth: TokenAuth,
         service: Data<&EndpointService>,
         /// The tenant: 1-64 of `A-Z a-z 0-9 - _ .`.
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
         tenant: Path<String>,
         body: JsonBody<EndpointRequest>,
     ) -> Result<Created, Problem> {
@@ -300,18 +358,23 @@ impl EndpointsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EndpointService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
         /// Page size, 1-500 (default 50).
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<usize>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^(ep_[0-9a-f]{32})?$"))]
         after: Query<Option<String>>,
     ) -> Result<Json<EndpointPage>, Problem> {
         let Ok(tenant) = TenantId::parse(&tenant.0) else {
             return Ok(Json(EndpointPage { data: Vec::new(), next_cursor: None }));
         };
-        let after =
-            after.0.map(|a| EndpointId::parse(&a)).transpose().map_err(|_| Problem::bad("after: not a cursor"))?;
+        let after = after
+            .0
+            .filter(|a| !a.is_empty())
+            .map(|a| EndpointId::parse(&a))
+            .transpose()
+            .map_err(|_| Problem::bad("after: not a cursor"))?;
         let page = service.list(&tenant, after.as_ref(), limit.0).await?;
         let next_cursor = (page.len() == limit.0).then(|| page.last().map(|e| e.id.to_string())).flatten();
         Ok(Json(EndpointPage { data: page.into_iter().map(Into::into).collect(), next_cursor }))
@@ -323,7 +386,9 @@ impl EndpointsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EndpointService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// `ep_` + 32 hex digits.
+        #[oai(validator(pattern = r"^ep_[0-9a-f]{32}$"))]
         id: Path<String>,
     ) -> Result<Json<EndpointView>, Problem> {
         let (tenant, id) = ids(&tenant.0, &id.0)?;
@@ -339,9 +404,11 @@ impl EndpointsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EndpointService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// `ep_` + 32 hex digits.
+        #[oai(validator(pattern = r"^ep_[0-9a-f]{32}$"))]
         id: Path<String>,
-        body: JsonBody<EndpointRequest>,
+        body: JsonBody<EndpointPatch>,
     ) -> Result<Json<EndpointView>, Problem> {
         let (tenant, id) = ids(&tenant.0, &id.0)?;
         Ok(Json(service.update(&tenant, &id, input(body.0, false)?).await?.into()))
@@ -353,7 +420,9 @@ impl EndpointsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EndpointService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// `ep_` + 32 hex digits.
+        #[oai(validator(pattern = r"^ep_[0-9a-f]{32}$"))]
         id: Path<String>,
     ) -> Result<Deleted, Problem> {
         let (tenant, id) = ids(&tenant.0, &id.0)?;
@@ -374,18 +443,23 @@ impl EndpointsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EndpointService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// `ep_` + 32 hex digits.
+        #[oai(validator(pattern = r"^ep_[0-9a-f]{32}$"))]
         id: Path<String>,
-        body: Json<RotateRequest>,
+        body: JsonBody<RotateRequest>,
     ) -> Result<Json<Rotated>, Problem> {
         let (tenant, id) = ids(&tenant.0, &id.0)?;
+        let body: RotateRequest = body_as(body.0)?;
+        if body.grace_seconds > 2_592_000 {
+            return Err(Problem::bad("grace_seconds: at most 2592000 (30 days)"));
+        }
         let secret = body
-            .0
             .secret
             .map(|s| EndpointSecret::parse(&s))
             .transpose()
             .map_err(|e| Problem::bad(format!("secret: {e}")))?;
-        let grace = std::time::Duration::from_secs(body.0.grace_seconds);
+        let grace = std::time::Duration::from_secs(body.grace_seconds);
         let ep = service.rotate(&tenant, &id, grace, secret).await?;
         let previous_secret_expires_at = ep.previous_secrets.iter().map(|p| p.expires_at).max();
         Ok(Json(Rotated { secret: ep.secret.expose().to_owned(), previous_secret_expires_at }))
@@ -400,13 +474,16 @@ impl EndpointsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EndpointService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// `ep_` + 32 hex digits.
+        #[oai(validator(pattern = r"^ep_[0-9a-f]{32}$"))]
         id: Path<String>,
-        body: Json<RecoverRequest>,
+        body: JsonBody<RecoverRequest>,
     ) -> Result<RecoverAccepted, Problem> {
         let (tenant, id) = ids(&tenant.0, &id.0)?;
-        let until = body.0.until.unwrap_or_else(Utc::now);
-        let done = service.recover(&tenant, &id, body.0.since, until).await?;
+        let body: RecoverRequest = body_as(body.0)?;
+        let until = body.until.unwrap_or_else(Utc::now);
+        let done = service.recover(&tenant, &id, body.since, until).await?;
         Ok(RecoverAccepted::Ok(Json(RecoveredView { recovered: done.recovered })))
     }
 

@@ -32,19 +32,24 @@ enum ApiTags {
 #[oai(example)]
 struct EventRequest {
     /// Its type, e.g. `order.created` (1-128 of `A-Z a-z 0-9 - _ . : /`).
+    #[oai(validator(pattern = r"^[A-Za-z0-9_.:/-]{1,128}$"))]
     event_type: String,
-    /// Any JSON: the `data` of the envelope each endpoint receives.
+    /// Any JSON (null too): the `data` of the envelope each endpoint
+    /// receives.
     payload: Value,
     /// The caller's id for the event (1-256 printable ASCII, no spaces):
     /// the same id again returns the first answer and delivers nothing new.
-    /// Every delivery carries it as `webhook-id`. Generated when absent.
-    #[oai(skip_serializing_if_is_none)]
+    /// Every delivery carries it as `webhook-id`. Generated when absent or
+    /// null.
+    #[oai(nullable, skip_serializing_if_is_none, validator(pattern = r"^[!-~]{1,256}$"))]
     event_id: Option<String>,
-    /// Deliver after this many seconds (0 to `MAX_DELAY`).
-    #[oai(skip_serializing_if_is_none)]
+    /// Deliver after this many seconds (0 to `MAX_DELAY`); excludes
+    /// `deliver_at`.
+    #[oai(nullable, skip_serializing_if_is_none, validator(minimum(value = "0")))]
     delay_seconds: Option<f64>,
-    /// Or: deliver no earlier than this time (RFC 3339).
-    #[oai(skip_serializing_if_is_none)]
+    /// Or: deliver no earlier than this time (RFC 3339; a past time means
+    /// now; at most `MAX_DELAY` ahead).
+    #[oai(nullable, skip_serializing_if_is_none)]
     deliver_at: Option<DateTime<Utc>>,
 }
 
@@ -222,12 +227,18 @@ impl EventsApi {
         auth: TokenAuth,
         service: Data<&EventService>,
         intake: Data<&Intake>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
         /// Up to 255 printable ASCII characters; empty: none.
         #[oai(name = "Idempotency-Key", validator(max_length = 255, pattern = r"^[\x20-\x7E]*$"))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<EventRequest>,
+        req: &poem::Request,
     ) -> Result<PostAnswer, Problem> {
+        // A header value that is not visible ASCII reads as no header; a key
+        // the caller did send must not be dropped.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return Err(Problem::bad("Idempotency-Key must be up to 255 printable ASCII characters."));
+        }
         let tenant = TenantId::parse(&tenant.0).map_err(|e| Problem::bad(format!("tenant: {e}")))?;
         let claim = idempotency_key.0.filter(|k| !k.is_empty()).map(|key| IdempotencyClaim {
             key: format!("{}:{key}", auth.0.token_id),
@@ -253,7 +264,9 @@ impl EventsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EventService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// 1-256 printable ASCII characters.
+        #[oai(validator(pattern = r"^[!-~]{1,256}$"))]
         event_id: Path<String>,
     ) -> Result<Json<EventView>, Problem> {
         let (Ok(tenant), Ok(id)) = (TenantId::parse(&tenant.0), EventId::parse(&event_id.0)) else {
@@ -270,8 +283,9 @@ impl EventsApi {
         &self,
         _auth: TokenAuth,
         service: Data<&EventService>,
-        tenant: Path<String>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
         /// Only events of this type.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_.:/-]{0,128}$"))]
         event_type: Query<Option<String>>,
         /// Only events accepted at or after this time (RFC 3339).
         since: Query<Option<DateTime<Utc>>>,
@@ -279,6 +293,7 @@ impl EventsApi {
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<usize>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^([0-9]{1,15}:[!-~]{1,256})?$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<EventPage>, Problem> {
         let Ok(tenant) = TenantId::parse(&tenant.0) else {
@@ -292,6 +307,7 @@ impl EventsApi {
             .map_err(|e| Problem::bad(format!("event_type: {e}")))?;
         let before = cursor
             .0
+            .filter(|c| !c.is_empty())
             .map(|c| {
                 let (ms, id) = c.split_once(':')?;
                 Some((ms.parse::<i64>().ok()?, id.to_owned()))

@@ -10,7 +10,21 @@
 //! vector below and by an independent verifier (the `standardwebhooks`
 //! Python package, `tests/it/rules.rs`).
 
-use base64::{engine::general_purpose::STANDARD, Engine};
+use base64::{
+    alphabet,
+    engine::{general_purpose::STANDARD, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    Engine,
+};
+
+/// Reads secrets as any base64 tool writes them: padding required, the
+/// unused low bits of the last character not checked (`openssl` and the
+/// JSON Schema pattern in the API document do not check them either).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -33,7 +47,7 @@ impl SigningSecret {
     /// Parses `whsec_<base64>`.
     pub fn parse(raw: &str) -> Result<Self, SecretError> {
         let b64 = raw.trim().strip_prefix("whsec_").ok_or(SecretError::Prefix)?;
-        let key = STANDARD.decode(b64).map_err(|_| SecretError::Key)?;
+        let key = LENIENT.decode(b64).map_err(|_| SecretError::Key)?;
         if key.len() < 16 {
             return Err(SecretError::Key);
         }

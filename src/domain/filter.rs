@@ -107,7 +107,6 @@ fn node(map: &Map<String, Value>, path: &str, depth: usize) -> Result<(), Filter
             k if k.starts_with('$') => {
                 return Err(err(here, format!("unknown combinator {k} (a field's operators go under the field)")))
             }
-            "" => return Err(err(here, "empty field name")),
             _ => condition(value, &here, depth + 1)?,
         }
     }

@@ -44,8 +44,9 @@ impl NewEvent {
                 None
             }
         };
+        // `null` is a payload like any other; only a missing one is refused.
         let payload = match obj.remove("payload") {
-            None | Some(Value::Null) => {
+            None => {
                 errors.push(missing("payload"));
                 None
             }

@@ -44,7 +44,7 @@ pub struct InputError(pub Vec<String>);
 
 /// Headers a caller may not set: ours (signatures, ids, the body's type and
 /// length) and those that belong to the connection.
-const RESERVED_HEADERS: [&str; 10] = [
+pub const RESERVED_HEADERS: [&str; 10] = [
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -58,7 +58,7 @@ const RESERVED_HEADERS: [&str; 10] = [
 ];
 
 /// Most custom headers per endpoint.
-const MAX_HEADERS: usize = 32;
+pub const MAX_HEADERS: usize = 32;
 /// Longest description.
 const MAX_DESCRIPTION: usize = 1024;
 /// Largest metadata, as JSON.
@@ -248,7 +248,9 @@ fn headers(m: Map<String, Value>) -> Result<BTreeMap<String, String>, String> {
         let Value::String(v) = value else {
             return Err(format!("{name}: the value must be a string"));
         };
-        if reqwest::header::HeaderValue::from_str(&v).is_err() || v.len() > 4096 {
+        // Visible ASCII and spaces only: `HeaderValue` would also take
+        // obs-text bytes, which receivers read differently.
+        if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) || v.len() > 4096 {
             return Err(format!("{name}: not a valid header value (visible ASCII, at most 4096 bytes)"));
         }
         out.insert(name, v);

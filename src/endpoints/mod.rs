@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::{EndpointId, EventType, PayloadFilter, TargetUrl, TenantId};
 
-pub use input::{EndpointInput, InputError};
+pub use input::{EndpointInput, InputError, MAX_HEADERS, RESERVED_HEADERS};
 pub use secrets::{EndpointSecret, PreviousSecret};
 pub use service::{EndpointError, EndpointService, Recovered};
 

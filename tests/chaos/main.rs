@@ -20,6 +20,7 @@ mod support;
 
 mod black_hole;
 mod cluster_failover;
+mod expansion_sigkill;
 mod queued_100k;
 mod redis_restart;
 mod refused;

@@ -28,6 +28,9 @@ use crate::helpers::TOKEN;
 #[derive(Default)]
 struct TallyState {
     counts: Mutex<HashMap<String, u32>>,
+    /// Deliveries of events, per `<webhook-id> <path>`: one event to one
+    /// endpoint, whatever job carried it.
+    by_message_path: Mutex<HashMap<String, u32>>,
     arrivals: Mutex<Vec<Instant>>,
     delay_ms: AtomicU64,
     in_flight: AtomicU64,
@@ -59,6 +62,9 @@ async fn tally_handler(req: &Request, _body: Vec<u8>, state: Data<&Arc<TallyStat
     // or not the sender lives to read the answer.
     let id = req.header("x-hook-slinger-job-id").unwrap_or_default().to_owned();
     *state.counts.lock().unwrap().entry(id).or_default() += 1;
+    if let Some(message) = req.header("webhook-id") {
+        *state.by_message_path.lock().unwrap().entry(format!("{message} {}", req.uri().path())).or_default() += 1;
+    }
     state.arrivals.lock().unwrap().push(Instant::now());
     let delay = state.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
@@ -111,6 +117,13 @@ impl Tally {
 
     pub fn counts(&self) -> HashMap<String, u32> {
         self.state.counts.lock().unwrap().clone()
+    }
+
+    /// Deliveries of `message` (a `webhook-id`), per request path.
+    pub fn by_path(&self, message: &str) -> HashMap<String, u32> {
+        let prefix = format!("{message} ");
+        let all = self.state.by_message_path.lock().unwrap();
+        all.iter().filter_map(|(k, n)| Some((k.strip_prefix(&prefix)?.to_owned(), *n))).collect()
     }
 
     pub fn arrivals(&self) -> Vec<Instant> {
