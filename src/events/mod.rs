@@ -6,16 +6,17 @@
 mod envelope;
 mod expand;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{EventId, EventType, NewEvent, TenantId},
-    jobs::{JobRecord, QueueTask},
+    domain::{EventId, EventType, JobId, NewEvent, TenantId},
+    jobs::{AttemptRef, JobRecord, QueueTask},
     queue::Queue,
     store::{
-        events::{EventAccepted, EventRead, EventWrite},
+        coalesce::Coalescer,
+        events::{EventAccepted, EventRead, EventWrite, INLINE_DELIVERIES},
         IdempotencyClaim, JobStore, StoreError,
     },
 };
@@ -68,27 +69,54 @@ pub struct EventWithDeliveries {
 /// Deliveries shown with an event at most.
 pub const MAX_LISTED_DELIVERIES: usize = 1_000;
 
+/// One posted event on its way to the store.
+struct Pending {
+    tenant: TenantId,
+    id: EventId,
+    event: NewEvent,
+    payload: String,
+    now: DateTime<Utc>,
+    idempotency: Option<IdempotencyClaim>,
+    ids: Vec<JobId>,
+}
+
 /// Event operations over one store and queue.
 #[derive(Clone)]
 pub struct EventService {
     store: JobStore,
-    queue: Queue,
     timeout: Duration,
+    /// Per shard: concurrent requests' events are stored together, and the
+    /// first attempts of the deliveries made with them queued together
+    /// (see `store::coalesce`), as jobs are.
+    commits: Arc<Vec<Coalescer<Pending, EventAccepted>>>,
 }
 
 impl EventService {
     /// `timeout` bounds each operation.
     pub fn new(store: JobStore, queue: Queue, timeout: Duration) -> Self {
-        Self { store, queue, timeout }
+        let commits = store
+            .shards()
+            .all()
+            .map(|shard| {
+                let (store, queue) = (store.clone(), queue.clone());
+                Coalescer::new(move |batch: Vec<Pending>| {
+                    let (store, queue) = (store.clone(), queue.clone());
+                    async move { commit(&store, &queue, shard, timeout, batch).await }
+                })
+            })
+            .collect();
+        Self { store, timeout, commits: Arc::new(commits) }
     }
 
     async fn bounded<T>(&self, op: impl std::future::Future<Output = Result<T, EventError>>) -> Result<T, EventError> {
         tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(EventError::Timeout(self.timeout)))
     }
 
-    /// Stores an event and asks a worker to expand it. Once stored it is
-    /// accepted: if the request to expand is lost, the event's expansion
-    /// lease runs out and any worker takes it up (`EXPANSION_LEASE`).
+    /// Stores an event with its deliveries, or, when it matches more than
+    /// [`INLINE_DELIVERIES`] endpoints, asks a worker to expand it. Once
+    /// stored it is accepted: if queueing fails, the reconciler queues the
+    /// deliveries (`RECONCILE_AFTER`) and any worker takes up the expansion
+    /// when its lease runs out (`EXPANSION_LEASE`).
     #[tracing::instrument(name = "post_event", skip_all, fields(tenant = %tenant, event_type = %event.event_type))]
     pub async fn post(
         &self,
@@ -97,25 +125,21 @@ impl EventService {
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<Posted, EventError> {
         let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
-        let id = event.event_id.clone().unwrap_or_else(EventId::mint);
-        let payload = event.payload.to_string();
-        let write = EventWrite {
-            tenant: &tenant,
-            id: &id,
-            event_type: &event.event_type,
-            payload,
+        let shard = self.store.shard_of_tenant(&tenant);
+        let ids = (0..INLINE_DELIVERIES).map(|_| self.store.shards().mint(None, None, shard)).collect();
+        let pending = Pending {
+            id: event.event_id.clone().unwrap_or_else(EventId::mint),
+            payload: event.payload.to_string(),
+            tenant,
+            event,
             now,
-            due: event.deliver_at.filter(|at| at.timestamp_millis() > now.timestamp_millis()),
-            idempotency: idempotency.as_ref().map(|c| (c.key.as_str(), c.fingerprint.as_str(), c.ttl)),
-            lease: EXPANSION_LEASE,
+            idempotency,
+            ids,
         };
-        let accepted = self.bounded(async { Ok(self.store.events().accept(&write).await?) }).await?;
+        let accepted = self.bounded(async { Ok(self.commits[shard].submit(pending).await?) }).await?;
         Ok(match accepted {
-            EventAccepted::New { id, matched, created_at } => {
+            EventAccepted::New { id, matched, created_at, .. } => {
                 tracing::info!(event_id = %id, deliveries = matched, "event accepted");
-                if matched > 0 {
-                    self.prompt(&tenant, &id, matched).await;
-                }
                 Posted::Accepted { event_id: id, deliveries: matched, created_at, replay: false }
             }
             EventAccepted::Duplicate { id, matched, created_at } => {
@@ -123,25 +147,6 @@ impl EventService {
             }
             EventAccepted::Conflict => Posted::Conflict,
         })
-    }
-
-    /// Puts the expansion task on the tenant's shard's queue; a failure only
-    /// delays the expansion until its lease runs out.
-    async fn prompt(&self, tenant: &TenantId, id: &EventId, matched: u64) {
-        let task = QueueTask::ExpandV1 {
-            id: format!("x.{}", uuid::Uuid::new_v4().simple()),
-            tenant: tenant.clone(),
-            event_id: id.clone(),
-            expected: matched,
-        };
-        let shard = self.store.shard_of_tenant(tenant);
-        match tokio::time::timeout(self.timeout, self.queue.push(shard, &[task])).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error.message = %e, "event stored but its expansion not queued; a worker takes it up after the lease")
-            }
-            Err(_) => tracing::warn!("queueing the expansion timed out; a worker takes it up after the lease"),
-        }
     }
 
     /// Reads an event with its deliveries.
@@ -179,4 +184,61 @@ impl EventService {
         })
         .await
     }
+}
+
+/// Stores several requests' events in one round trip, then queues in one
+/// more the first attempts of the deliveries made with them
+/// ([`QueueTask::MAX_ATTEMPTS`] per task) and an expansion task for each
+/// event left to expand. A failed push is logged, not returned: the events
+/// are stored, and the reconciler and the expansion lease take them on.
+async fn commit(
+    store: &JobStore,
+    queue: &Queue,
+    shard: usize,
+    timeout: Duration,
+    batch: Vec<Pending>,
+) -> Result<Vec<EventAccepted>, StoreError> {
+    let writes: Vec<EventWrite<'_>> = batch
+        .iter()
+        .map(|p| EventWrite {
+            tenant: &p.tenant,
+            id: &p.id,
+            event_type: &p.event.event_type,
+            payload: p.payload.clone(),
+            now: p.now,
+            due: p.event.deliver_at.filter(|at| at.timestamp_millis() > p.now.timestamp_millis()),
+            idempotency: p.idempotency.as_ref().map(|c| (c.key.as_str(), c.fingerprint.as_str(), c.ttl)),
+            ids: p.ids.clone(),
+        })
+        .collect();
+    let accepted = store.events().accept_many(shard, &writes, EXPANSION_LEASE).await?;
+    let first = |job_id: JobId| AttemptRef { job_id, cycle: 0, attempt: 1 };
+    let mut named = Vec::new();
+    let mut expansions = Vec::new();
+    for (p, a) in batch.iter().zip(&accepted) {
+        if let EventAccepted::New { id, matched, due_now, expanding, .. } = a {
+            named.extend(due_now.iter().map(|(job, task)| (task.clone(), first(job.clone()))));
+            if *expanding {
+                expansions.push(QueueTask::ExpandV1 {
+                    id: format!("x.{}", uuid::Uuid::new_v4().simple()),
+                    tenant: p.tenant.clone(),
+                    event_id: id.clone(),
+                    expected: *matched,
+                });
+            }
+        }
+    }
+    let mut tasks = QueueTask::batches(named);
+    tasks.append(&mut expansions);
+    if !tasks.is_empty() {
+        match tokio::time::timeout(timeout, queue.push(shard, &tasks)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                error.message = %e,
+                "events stored but not queued; the reconciler and the expansion lease take them on"
+            ),
+            Err(_) => tracing::warn!("queueing events timed out; the reconciler and the expansion lease take them on"),
+        }
+    }
+    Ok(accepted)
 }

@@ -23,12 +23,18 @@ use super::{from_ms, ms, JobStore, StoreError};
 /// The filter evaluator, then a script's own body.
 macro_rules! with_filter {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/filter.lua"), include_str!($file)))
+        Script::new(concat!(include_str!("lua/filter.lua"), include_str!("lua/fanout.lua"), include_str!($file)))
     };
 }
 
 static ACCEPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| with_filter!("lua/event_accept.lua"));
 static EXPAND: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| with_filter!("lua/expand.lua"));
+
+/// Deliveries an event may get when it is accepted, in the same step
+/// (`lua/event_accept.lua`); an event matching more is expanded by workers,
+/// in pages. Small enough that the ids sent along with every event cost
+/// little; large enough for most events.
+pub const INLINE_DELIVERIES: usize = 16;
 static EXPIRE: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("lua/event_expire.lua")));
 
@@ -50,8 +56,9 @@ pub struct EventWrite<'a> {
     /// An `Idempotency-Key` (`<caller>:<key>`), with the body's fingerprint
     /// and how long it is remembered.
     pub idempotency: Option<(&'a str, &'a str, std::time::Duration)>,
-    /// How long an expander may take before another worker takes over.
-    pub lease: std::time::Duration,
+    /// Fresh job ids in the tenant's shard for the deliveries made with
+    /// the event (at most [`INLINE_DELIVERIES`]).
+    pub ids: Vec<JobId>,
 }
 
 /// What storing an event did.
@@ -65,6 +72,12 @@ pub enum EventAccepted {
         matched: u64,
         /// When.
         created_at: DateTime<Utc>,
+        /// The deliveries made with it and due now, each with the queue
+        /// task that is to carry it.
+        due_now: Vec<(JobId, String)>,
+        /// True when it matched more endpoints than it brought ids for:
+        /// workers expand it.
+        expanding: bool,
     },
     /// Seen before: the first answer; nothing stored.
     Duplicate {
@@ -120,43 +133,72 @@ impl JobStore {
     }
 }
 
+fn accepted_of(reply: &[String]) -> Result<EventAccepted, StoreError> {
+    let corrupt = || StoreError::Corrupt { id: "event".to_owned(), why: format!("unexpected reply {reply:?}") };
+    match reply {
+        [kind, id, matched, created, rest @ ..] => {
+            let (id, matched, created_at) =
+                (id_of(id)?, matched.parse().unwrap_or_default(), from_ms(created.parse().unwrap_or_default()));
+            match (kind.as_str(), rest) {
+                ("new", [then, due @ ..]) => Ok(EventAccepted::New {
+                    id,
+                    matched,
+                    created_at,
+                    expanding: then == "expand",
+                    due_now: due
+                        .chunks_exact(2)
+                        .filter_map(|c| Some((JobId::parse(&c[0]).ok()?, c[1].clone())))
+                        .collect(),
+                }),
+                ("dup", []) => Ok(EventAccepted::Duplicate { id, matched, created_at }),
+                _ => Err(corrupt()),
+            }
+        }
+        [conflict] if conflict == "conflict" => Ok(EventAccepted::Conflict),
+        _ => Err(corrupt()),
+    }
+}
+
 fn id_of(raw: &str) -> Result<EventId, StoreError> {
     EventId::parse(raw).map_err(|e| StoreError::Corrupt { id: raw.to_owned(), why: e.to_string() })
 }
 
 impl EventStore<'_> {
-    /// Stores an event, answering with how many endpoints it matches; see
-    /// `lua/event_accept.lua`.
-    pub async fn accept(&self, ev: &EventWrite<'_>) -> Result<EventAccepted, StoreError> {
-        let (ikey, fp, ttl) = ev.idempotency.unwrap_or(("", "", std::time::Duration::ZERO));
-        let reply: Vec<String> = ACCEPT
-            .key(self.store.tenant_all(ev.tenant))
-            .arg(self.store.tenant_prefix(ev.tenant))
-            .arg(ev.tenant.as_str())
-            .arg(ev.id.as_str())
-            .arg(ev.event_type.as_str())
-            .arg(&ev.payload)
-            .arg(ms(ev.now))
-            .arg(ev.due.map(ms).unwrap_or(0))
-            .arg(if ikey.is_empty() { String::new() } else { format!("ev:{ikey}") })
-            .arg(fp)
-            .arg(ttl.as_millis() as u64)
-            .arg(ev.lease.as_millis() as u64)
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
-        match reply.as_slice() {
-            [kind, id, matched, created] => {
-                let (id, matched, created_at) =
-                    (id_of(id)?, matched.parse().unwrap_or_default(), from_ms(created.parse().unwrap_or_default()));
-                Ok(if kind == "new" {
-                    EventAccepted::New { id, matched, created_at }
-                } else {
-                    EventAccepted::Duplicate { id, matched, created_at }
-                })
+    /// Stores several events of tenants in `shard` in one round trip,
+    /// answering for each with how many endpoints it matches; see
+    /// `lua/event_accept.lua`. `lease` is how long an expander may take
+    /// before another worker takes over.
+    pub async fn accept_many(
+        &self,
+        shard: usize,
+        events: &[EventWrite<'_>],
+        lease: std::time::Duration,
+    ) -> Result<Vec<EventAccepted>, StoreError> {
+        let part = &self.store.parts[shard];
+        let now = events.first().map(|e| e.now).unwrap_or_else(Utc::now);
+        let mut inv = ACCEPT.key(&part.all);
+        inv.arg(&part.prefix)
+            .arg(ms(now))
+            .arg(lease.as_millis() as u64)
+            .arg(format!("e.{}", uuid::Uuid::new_v4().simple()))
+            .arg(crate::jobs::QueueTask::MAX_ATTEMPTS);
+        for ev in events {
+            let (ikey, fp, ttl) = ev.idempotency.unwrap_or(("", "", std::time::Duration::ZERO));
+            inv.arg(ev.tenant.as_str())
+                .arg(ev.id.as_str())
+                .arg(ev.event_type.as_str())
+                .arg(&ev.payload)
+                .arg(ev.due.map(ms).unwrap_or(0))
+                .arg(if ikey.is_empty() { String::new() } else { format!("ev:{ikey}") })
+                .arg(fp)
+                .arg(ttl.as_millis() as u64)
+                .arg(ev.ids.len());
+            for id in &ev.ids {
+                inv.arg(id.as_str());
             }
-            [conflict] if conflict == "conflict" => Ok(EventAccepted::Conflict),
-            other => Err(StoreError::Corrupt { id: ev.id.to_string(), why: format!("unexpected reply {other:?}") }),
         }
+        let replies: Vec<Vec<String>> = inv.invoke_async(&mut self.store.conn.clone()).await?;
+        replies.iter().map(|r| accepted_of(r)).collect()
     }
 
     /// Makes the next page of an event's deliveries (at most one per id in

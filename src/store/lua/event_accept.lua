@@ -1,55 +1,80 @@
--- Stores an event and counts the endpoints it matches, in one bounded step:
--- endpoints without a filter are counted from the index sizes, only those
--- with a filter are read. The deliveries are made later, in pages
--- (expand.lua), by workers.
+-- Stores events (several requests' at once: store::coalesce) and counts
+-- the endpoints each matches, in one bounded step: endpoints without a
+-- filter are counted from the index sizes, only those with a filter are
+-- read. An event that matches no more endpoints than the fresh ids it came
+-- with gets its deliveries here, in the same step (fanout.lua); a larger
+-- one is left `expanding`, for workers to expand in pages (expand.lua).
 -- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
--- ARGV: prefix, tenant, event id, event type, payload JSON, now (ms), due
---   (ms; 0 = now), idempotency key ('' = none), request fingerprint,
---   idempotency TTL (ms), expansion lease (ms).
--- Returns {'new', event id, matched, created at} or, for an event id (or
--- idempotency key) seen before, {'dup', event id, matched, created at}
--- without storing anything, or {'conflict'} for a reused idempotency key
--- with another body.
-local p, t, eid, typ, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local now, due, ikey, fp, ttl, lease = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-local idem = nil
-if ikey ~= '' then
-  idem = p .. 'idem:' .. ikey
-  local seen = redis.call('HMGET', idem, 'fp', 'event_id')
-  if seen[1] then
-    if seen[1] ~= fp then return {'conflict'} end
-    eid = seen[2]
-  end
-end
-local key = p .. 'ev:' .. t .. ':' .. eid
-local old = redis.call('HMGET', key, 'matched', 'created_at')
-if old[1] then return {'dup', eid, old[1], old[2]} end
+-- ARGV: prefix, now (ms), expansion lease (ms), task name prefix, attempts
+--   per task, then per event: tenant, event id, event type, payload JSON,
+--   due (ms; 0 = now), idempotency key ('' = none), request fingerprint,
+--   idempotency TTL (ms), N, then N fresh job ids.
+-- Returns per event {'new', event id, matched, created at, 'done' |
+-- 'expand', then job id and task of each delivery made and due now} or,
+-- for an event id (or idempotency key) seen before, {'dup', event id,
+-- matched, created at} without storing anything, or {'conflict'} for a
+-- reused idempotency key with another body.
+local p, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local tasks = {prefix = ARGV[4], per = tonumber(ARGV[5]), n = 0}
+local replies = {}
+local i = 6
+while i <= #ARGV do
+  local t, eid, typ, payload, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local ikey, fp, ttl, n_ids = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], tonumber(ARGV[i + 8])
+  local ids = {next = i + 9, last = i + 8 + n_ids}
+  for j = ids.next, ids.last do ids[j] = ARGV[j] end
+  i = ids.last + 1
 
-local ix = p .. 'ix:' .. t .. ':'
-local n = redis.call('ZCARD', ix .. 'u:*') + redis.call('ZCARD', ix .. 'u:' .. typ)
-local doc = nil
-for _, set in ipairs({ix .. 'f:*', ix .. 'f:' .. typ}) do
-  for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
-    local f = redis.call('HGET', p .. 'ep:' .. t .. ':' .. id, 'filter')
-    if f then
-      if doc == nil then doc = cjson.decode(payload) end
-      if f_node(cjson.decode(f), doc) then n = n + 1 end
+  local reply = nil
+  local idem = nil
+  if ikey ~= '' then
+    idem = p .. 'idem:' .. ikey
+    local seen = redis.call('HMGET', idem, 'fp', 'event_id')
+    if seen[1] then
+      if seen[1] ~= fp then reply = {'conflict'} else eid = seen[2] end
     end
   end
+  local key = p .. 'ev:' .. t .. ':' .. eid
+  if not reply then
+    local old = redis.call('HMGET', key, 'matched', 'created_at')
+    if old[1] then reply = {'dup', eid, old[1], old[2]} end
+  end
+  if not reply then
+    local ix = p .. 'ix:' .. t .. ':'
+    local n = redis.call('ZCARD', ix .. 'u:*') + redis.call('ZCARD', ix .. 'u:' .. typ)
+    local doc = nil
+    for _, set in ipairs({ix .. 'f:*', ix .. 'f:' .. typ}) do
+      for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+        local f = redis.call('HGET', p .. 'ep:' .. t .. ':' .. id, 'filter')
+        if f then
+          if doc == nil then doc = cjson.decode(payload) end
+          if f_node(cjson.decode(f), doc) then n = n + 1 end
+        end
+      end
+    end
+    reply = {'new', eid, n, now, 'done'}
+    local state, cursor, made = 'expanded', '5:', 0
+    if n > n_ids then
+      state, cursor = 'expanding', '1:'
+      reply[5] = 'expand'
+      redis.call('ZADD', p .. 'expanding', now + lease, t .. '/' .. eid)
+    elseif n > 0 then
+      -- Exactly n are made: stop the walk there.
+      ids.last = ids.next + n - 1
+      local ev = {t = t, eid = eid, typ = typ, payload = payload, created = now, due = due, now = now}
+      local _, _, m = fan_out(p, ev, ids, tasks, 1, '', math.huge, reply)
+      made = m
+    end
+    redis.call('HSET', key, 'type', typ, 'payload', payload, 'created_at', now, 'due', due, 'matched', n,
+      'made', made, 'cursor', cursor, 'state', state)
+    redis.call('ZADD', p .. 'evs:' .. t, now, eid)
+    redis.call('ZADD', p .. 'evt:' .. t .. ':' .. typ, now, eid)
+    redis.call('ZADD', p .. 'events', now, t .. '/' .. eid)
+    if idem then
+      redis.call('HSET', idem, 'fp', fp, 'event_id', eid)
+      redis.call('PEXPIRE', idem, ttl)
+    end
+  end
+  table.insert(replies, reply)
 end
-
-local state = 'expanded'
-if n > 0 then
-  state = 'expanding'
-  redis.call('ZADD', p .. 'expanding', now + lease, t .. '/' .. eid)
-end
-redis.call('HSET', key, 'type', typ, 'payload', payload, 'created_at', now, 'due', due, 'matched', n,
-  'made', 0, 'cursor', '1:', 'state', state)
-redis.call('ZADD', p .. 'evs:' .. t, now, eid)
-redis.call('ZADD', p .. 'evt:' .. t .. ':' .. typ, now, eid)
-redis.call('ZADD', p .. 'events', now, t .. '/' .. eid)
-if idem then
-  redis.call('HSET', idem, 'fp', fp, 'event_id', eid)
-  redis.call('PEXPIRE', idem, ttl)
-end
-return {'new', eid, n, now}
+return replies
