@@ -145,8 +145,7 @@ struct EndpointView {
     secret: String,
     /// Event types it receives; empty: every type.
     event_types: Vec<String>,
-    /// Its payload filter, if any.
-    #[oai(skip_serializing_if_is_none)]
+    /// Its payload filter; null: none.
     filter: Option<Value>,
     /// Extra request headers.
     headers: BTreeMap<String, String>,
@@ -156,8 +155,7 @@ struct EndpointView {
     metadata: Value,
     /// Whether it is disabled.
     disabled: bool,
-    /// Deliveries per second at most.
-    #[oai(skip_serializing_if_is_none)]
+    /// Deliveries per second at most; null: unlimited.
     rate_limit: Option<u32>,
     /// Ordered delivery.
     ordered: bool,
@@ -199,6 +197,8 @@ struct EndpointPage {
     /// Pass as `after` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     next_cursor: Option<String>,
+    /// True on the last page.
+    done: bool,
 }
 
 /// A tenant.
@@ -367,7 +367,7 @@ impl EndpointsApi {
         after: Query<Option<String>>,
     ) -> Result<Json<EndpointPage>, Problem> {
         let Ok(tenant) = TenantId::parse(&tenant.0) else {
-            return Ok(Json(EndpointPage { data: Vec::new(), next_cursor: None }));
+            return Ok(Json(EndpointPage { data: Vec::new(), next_cursor: None, done: true }));
         };
         let after = after
             .0
@@ -377,7 +377,8 @@ impl EndpointsApi {
             .map_err(|_| Problem::bad("after: not a cursor"))?;
         let page = service.list(&tenant, after.as_ref(), limit.0).await?;
         let next_cursor = (page.len() == limit.0).then(|| page.last().map(|e| e.id.to_string())).flatten();
-        Ok(Json(EndpointPage { data: page.into_iter().map(Into::into).collect(), next_cursor }))
+        let done = next_cursor.is_none();
+        Ok(Json(EndpointPage { data: page.into_iter().map(Into::into).collect(), next_cursor, done }))
     }
 
     /// Read an endpoint.

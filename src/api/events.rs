@@ -201,6 +201,8 @@ struct EventPage {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     next_cursor: Option<String>,
+    /// True on the last page.
+    done: bool,
 }
 
 fn fingerprint(body: &Value) -> String {
@@ -297,7 +299,7 @@ impl EventsApi {
         cursor: Query<Option<String>>,
     ) -> Result<Json<EventPage>, Problem> {
         let Ok(tenant) = TenantId::parse(&tenant.0) else {
-            return Ok(Json(EventPage { data: Vec::new(), next_cursor: None }));
+            return Ok(Json(EventPage { data: Vec::new(), next_cursor: None, done: true }));
         };
         let event_type = event_type
             .0
@@ -318,9 +320,11 @@ impl EventsApi {
         let next_cursor = (page.len() == limit.0)
             .then(|| page.last().map(|(id, ev)| format!("{}:{id}", ev.created_at.timestamp_millis())))
             .flatten();
+        let done = next_cursor.is_none();
         Ok(Json(EventPage {
             data: page.into_iter().map(|(id, ev)| EventView::of(id, ev, None)).collect(),
             next_cursor,
+            done,
         }))
     }
 }

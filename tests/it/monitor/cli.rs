@@ -6,25 +6,14 @@ use std::time::Duration;
 use hook_slinger::{
     jobs::JobState,
     monitor::{
-        cli::{execute, CliError, Command, Output},
+        cli::{CliError, Command},
         console::Console,
     },
 };
 use serde_json::Value;
 
-use super::WAIT;
+use super::{run, run_json, WAIT};
 use crate::helpers::{settings, spawn_app, spawn_worker, Receiver, Reply};
-
-async fn run(console: &Console, command: Command, json: bool) -> Result<String, CliError> {
-    let mut buf = Vec::new();
-    let mut out = Output { out: &mut buf, json, color: false };
-    execute(command, console, &mut out).await?;
-    Ok(String::from_utf8(buf).unwrap())
-}
-
-async fn run_json(console: &Console, command: Command) -> Value {
-    serde_json::from_str(&run(console, command, true).await.unwrap()).unwrap()
-}
 
 fn jobs(state: &str, group: Option<&str>) -> Command {
     Command::Jobs {

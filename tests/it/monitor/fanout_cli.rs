@@ -6,25 +6,14 @@ use hook_slinger::{
     domain::TenantId,
     jobs::JobState,
     monitor::{
-        cli::{execute, CliError, Command, Output},
+        cli::{CliError, Command},
         Console,
     },
 };
 use serde_json::{json, Value};
 
-use super::{create_endpoint, post_event, wait_delivered, WAIT};
+use super::{create_endpoint, post_event, run, run_json, wait_delivered, WAIT};
 use crate::helpers::{settings, spawn_app, spawn_worker, Receiver, Reply};
-
-async fn run(console: &Console, command: Command, json: bool) -> Result<String, CliError> {
-    let mut buf = Vec::new();
-    let mut out = Output { out: &mut buf, json, color: false };
-    execute(command, console, &mut out).await?;
-    Ok(String::from_utf8(buf).unwrap())
-}
-
-async fn run_json(console: &Console, command: Command) -> Value {
-    serde_json::from_str(&run(console, command, true).await.unwrap()).unwrap()
-}
 
 fn recover(endpoint: &str, since: &str, tenant: Option<&str>) -> Command {
     Command::Recover {

@@ -19,7 +19,10 @@ use hook_slinger::{
     endpoints::{Endpoint, EndpointInput},
     events::{EventWithDeliveries, Posted},
     jobs::{JobSpec, JobState},
-    monitor::{Console, Monitor},
+    monitor::{
+        cli::{execute, CliError, Command, Output},
+        Console, Monitor,
+    },
     store::{JobStore, NewRecord},
 };
 use tokio_util::sync::CancellationToken;
@@ -75,6 +78,19 @@ pub async fn store_jobs(store: &JobStore, n: usize, group: Option<&str>, at: Dat
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Runs a CLI command against `console`; what it printed.
+pub async fn run(console: &Console, command: Command, json: bool) -> Result<String, CliError> {
+    let mut buf = Vec::new();
+    let mut out = Output { out: &mut buf, json, color: false };
+    execute(command, console, &mut out).await?;
+    Ok(String::from_utf8(buf).unwrap())
+}
+
+/// Runs a CLI command with `--json`; its answer.
+pub async fn run_json(console: &Console, command: Command) -> serde_json::Value {
+    serde_json::from_str(&run(console, command, true).await.unwrap()).unwrap()
+}
 
 /// Registers an endpoint for `tenant` from an API-style JSON body, through
 /// the same service the API uses.
