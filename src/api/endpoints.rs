@@ -146,6 +146,7 @@ struct EndpointView {
     /// Event types it receives; empty: every type.
     event_types: Vec<String>,
     /// Its payload filter; null: none.
+    #[oai(nullable)]
     filter: Option<Value>,
     /// Extra request headers.
     headers: BTreeMap<String, String>,
@@ -156,6 +157,7 @@ struct EndpointView {
     /// Whether it is disabled.
     disabled: bool,
     /// Deliveries per second at most; null: unlimited.
+    #[oai(nullable)]
     rate_limit: Option<u32>,
     /// Ordered delivery.
     ordered: bool,

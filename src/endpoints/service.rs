@@ -238,13 +238,14 @@ impl EndpointService {
         let mut offset = 0;
         loop {
             let page = self.store.endpoints().deliveries(tenant, id, window, offset, RECOVER_PAGE).await?;
+            let last_page = page.len() < RECOVER_PAGE;
             offset += page.len();
             let states = self.store.states(&page).await?;
             let failed: Vec<_> =
                 page.into_iter().zip(states).filter(|(_, s)| *s == Some(JobState::Failed)).map(|(j, _)| j).collect();
             let outcomes = self.store.requeue_many(&failed, Duration::ZERO, 0).await?;
             recovered += outcomes.iter().filter(|o| **o == Requeue::Requeued).count() as u64;
-            if offset % RECOVER_PAGE != 0 || offset == 0 {
+            if last_page {
                 break;
             }
         }
