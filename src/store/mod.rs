@@ -10,6 +10,7 @@
 //! | key                   | type | holds                                           |
 //! |-----------------------|------|-------------------------------------------------|
 //! | `job:<id>`            | hash | spec JSON, state, counters, times, last result, the queue task carrying it, and its attempt log: one JSON [`Attempt`] per field `log:<n>`, the latest [`ATTEMPT_LOG_MAX`] |
+//! | (the same, for a delivery of an event) | hash | also `ev` (`<tenant>:<event id>`) and `ep` (`<tenant>:<endpoint id>`); the event's and endpoint's own keys are in [`endpoints`] and [`events`] |
 //! | `job:<id>:log`        | list | the attempt log of records written before it moved into the hash (read, never written) |
 //! | `all`                 | zset | every job, scored by creation time (ms)         |
 //! | `state:<state>`       | zset | jobs in that state, scored by creation time     |

@@ -278,6 +278,32 @@ async fn recover_resends_an_endpoints_failed_deliveries_in_the_window() {
     worker.shutdown().await;
 }
 
+/// Recover pages through an endpoint's deliveries 500 at a time: with
+/// exactly a page of failures, every one is sent again and the walk ends
+/// (it once went on forever after a full page).
+#[tokio::test]
+async fn recover_ends_when_the_deliveries_fill_whole_pages() {
+    let rx = Receiver::start().await;
+    let s = settings(&[("MAX_RETRIES", "0")]);
+    let app = spawn_app(s.clone()).await;
+    let t = format!("rp-{}", uuid::Uuid::new_v4().simple());
+    let ep = endpoint(&app, &t, json!({"url": rx.url("/down")})).await;
+    let id = ep["id"].as_str().unwrap();
+    rx.set_default(Reply::status(500));
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let n = 500;
+    futures::future::join_all((0..n).map(|i| event(&app, &t, json!({"event_type": "a", "payload": {"n": i}})))).await;
+    let worker = spawn_worker(&s);
+    app.wait_count(JobState::Failed, n, Duration::from_secs(60)).await;
+    rx.set_default(Reply::status(200));
+    let recover = format!("/api/v1/tenants/{t}/endpoints/{id}/recover");
+    let answer = api(&app, Method::POST, &recover, Some(json!({"since": since})));
+    let (status, done) = tokio::time::timeout(Duration::from_secs(30), answer).await.expect("recover ends");
+    assert_eq!((status, done["recovered"].as_u64()), (202, Some(n)), "{done}");
+    app.wait_count(JobState::Succeeded, n, Duration::from_secs(60)).await;
+    worker.shutdown().await;
+}
+
 #[tokio::test]
 async fn another_tenants_endpoints_and_events_are_not_found() {
     let rx = Receiver::start().await;
