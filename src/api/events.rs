@@ -18,7 +18,13 @@ use crate::{
     store::{events::EventRead, IdempotencyClaim},
 };
 
-use super::{auth::TokenAuth, body::JsonBody, errors::ErrorBody, hooks::Intake, problem::Problem};
+use super::{
+    auth::TokenAuth,
+    body::JsonBody,
+    errors::ErrorBody,
+    hooks::{fingerprint, AttemptView, Intake},
+    problem::Problem,
+};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -83,23 +89,6 @@ enum PostAnswer {
     Accepted(Json<EventAccepted>),
 }
 
-/// One attempt of a delivery.
-#[derive(Object)]
-struct DeliveryAttemptView {
-    /// 1-based over the delivery's life.
-    attempt: u32,
-    /// When it started.
-    started_at: DateTime<Utc>,
-    /// How long it took.
-    duration_ms: u64,
-    /// The receiver's status, if it answered.
-    #[oai(skip_serializing_if_is_none)]
-    status: Option<u16>,
-    /// What went wrong.
-    #[oai(skip_serializing_if_is_none)]
-    error: Option<String>,
-}
-
 /// One delivery: the event to one endpoint (a job underneath: requeue it
 /// at `/hook_slinger/{delivery_id}/requeue`).
 #[derive(Object)]
@@ -124,7 +113,7 @@ struct DeliveryView {
     #[oai(skip_serializing_if_is_none)]
     next_attempt_at: Option<DateTime<Utc>>,
     /// Every attempt, oldest first.
-    attempt_log: Vec<DeliveryAttemptView>,
+    attempt_log: Vec<AttemptView>,
 }
 
 impl From<JobRecord> for DeliveryView {
@@ -138,17 +127,7 @@ impl From<JobRecord> for DeliveryView {
             last_status: r.last_status,
             last_error: r.last_error,
             next_attempt_at: r.next_attempt_at,
-            attempt_log: r
-                .attempt_log
-                .into_iter()
-                .map(|a| DeliveryAttemptView {
-                    attempt: a.attempt,
-                    started_at: a.started_at,
-                    duration_ms: a.duration_ms,
-                    status: a.status,
-                    error: a.error,
-                })
-                .collect(),
+            attempt_log: r.attempt_log.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -203,11 +182,6 @@ struct EventPage {
     next_cursor: Option<String>,
     /// True on the last page.
     done: bool,
-}
-
-fn fingerprint(body: &Value) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(body.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(super) struct EventsApi;

@@ -179,7 +179,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// One delivery attempt.
 #[derive(Object)]
-struct AttemptView {
+pub(super) struct AttemptView {
     /// 1-based over the job's life.
     attempt: u32,
     /// Retry cycle (0, then +1 per requeue).
@@ -563,7 +563,7 @@ impl BatchItem {
 
 /// A stable hash of a request body (serde_json sorts object keys), to tell a
 /// repeated request from a different one under the same idempotency key.
-fn fingerprint(body: &serde_json::Value) -> String {
+pub(super) fn fingerprint(body: &serde_json::Value) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(body.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()

@@ -10,7 +10,7 @@ use crate::{
     domain::{EndpointId, TenantId},
     jobs::{JobRecord, JobState},
     store::{
-        endpoints::{EndpointRead, EndpointWrite, Saved},
+        endpoints::{EndpointWrite, Saved},
         JobStore, Requeue, StoreError,
     },
 };
@@ -79,8 +79,8 @@ fn write_of(ep: &Endpoint) -> Result<EndpointWrite<'_>, StoreError> {
     })
 }
 
-fn parse(read: &EndpointRead) -> Result<Endpoint, StoreError> {
-    serde_json::from_str(&read.json).map_err(|e| StoreError::Corrupt { id: "endpoint".to_owned(), why: e.to_string() })
+fn parse(json: &str) -> Result<Endpoint, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt { id: "endpoint".to_owned(), why: e.to_string() })
 }
 
 impl EndpointService {
@@ -128,7 +128,7 @@ impl EndpointService {
 
     async fn read(&self, tenant: &TenantId, id: &EndpointId) -> Result<(Endpoint, u64), EndpointError> {
         let read = self.store.endpoints().get(tenant, id).await?.ok_or(EndpointError::NotFound)?;
-        Ok((parse(&read)?, read.rev))
+        Ok((parse(&read.json)?, read.rev))
     }
 
     /// A page of a tenant's endpoints, oldest first, after the endpoint
@@ -141,7 +141,7 @@ impl EndpointService {
     ) -> Result<Vec<Endpoint>, EndpointError> {
         self.bounded(async {
             let page = self.store.endpoints().list(tenant, after, limit).await?;
-            Ok(page.iter().map(|json| parse(&EndpointRead { json: json.clone(), rev: 0 })).collect::<Result<_, _>>()?)
+            Ok(page.iter().map(|json| parse(json)).collect::<Result<_, _>>()?)
         })
         .await
     }

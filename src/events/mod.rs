@@ -174,13 +174,10 @@ impl EventService {
     ) -> Result<Vec<(EventId, EventRead)>, EventError> {
         self.bounded(async {
             let ids = self.store.events().list(tenant, event_type, since, before, limit).await?;
-            let mut out = Vec::with_capacity(ids.len());
-            for (id, _) in ids {
-                if let Some(ev) = self.store.events().get(tenant, &id).await? {
-                    out.push((id, ev));
-                }
-            }
-            Ok(out)
+            // The reads share the connection's pipeline: one round trip, not one per event.
+            let events = self.store.events();
+            let found = futures::future::try_join_all(ids.iter().map(|(id, _)| events.get(tenant, id))).await?;
+            Ok(ids.into_iter().zip(found).filter_map(|((id, _), ev)| Some((id, ev?))).collect())
         })
         .await
     }
@@ -204,7 +201,7 @@ async fn commit(
             tenant: &p.tenant,
             id: &p.id,
             event_type: &p.event.event_type,
-            payload: p.payload.clone(),
+            payload: &p.payload,
             now: p.now,
             due: p.event.deliver_at.filter(|at| at.timestamp_millis() > p.now.timestamp_millis()),
             idempotency: p.idempotency.as_ref().map(|c| (c.key.as_str(), c.fingerprint.as_str(), c.ttl)),

@@ -48,7 +48,7 @@ pub struct EventWrite<'a> {
     /// Its type.
     pub event_type: &'a EventType,
     /// Its payload, JSON.
-    pub payload: String,
+    pub payload: &'a str,
     /// The request's clock.
     pub now: DateTime<Utc>,
     /// Deliver no earlier than this.
@@ -175,19 +175,18 @@ impl EventStore<'_> {
         lease: std::time::Duration,
     ) -> Result<Vec<EventAccepted>, StoreError> {
         let part = &self.store.parts[shard];
-        let now = events.first().map(|e| e.now).unwrap_or_else(Utc::now);
         let mut inv = ACCEPT.key(&part.all);
         inv.arg(&part.prefix)
-            .arg(ms(now))
             .arg(lease.as_millis() as u64)
             .arg(format!("e.{}", uuid::Uuid::new_v4().simple()))
             .arg(crate::jobs::QueueTask::MAX_ATTEMPTS);
         for ev in events {
             let (ikey, fp, ttl) = ev.idempotency.unwrap_or(("", "", std::time::Duration::ZERO));
-            inv.arg(ev.tenant.as_str())
+            inv.arg(ms(ev.now))
+                .arg(ev.tenant.as_str())
                 .arg(ev.id.as_str())
                 .arg(ev.event_type.as_str())
-                .arg(&ev.payload)
+                .arg(ev.payload)
                 .arg(ev.due.map(ms).unwrap_or(0))
                 .arg(if ikey.is_empty() { String::new() } else { format!("ev:{ikey}") })
                 .arg(fp)

@@ -5,23 +5,23 @@
 -- with gets its deliveries here, in the same step (fanout.lua); a larger
 -- one is left `expanding`, for workers to expand in pages (expand.lua).
 -- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
--- ARGV: prefix, now (ms), expansion lease (ms), task name prefix, attempts
---   per task, then per event: tenant, event id, event type, payload JSON,
---   due (ms; 0 = now), idempotency key ('' = none), request fingerprint,
+-- ARGV: prefix, expansion lease (ms), task name prefix, attempts per task,
+--   then per event: its request's clock (ms), tenant, event id, event type,
+--   payload JSON, due (ms; 0 or anything <= its clock = now), idempotency key ('' = none), request fingerprint,
 --   idempotency TTL (ms), N, then N fresh job ids.
 -- Returns per event {'new', event id, matched, created at, 'done' |
 -- 'expand', then job id and task of each delivery made and due now} or,
 -- for an event id (or idempotency key) seen before, {'dup', event id,
 -- matched, created at} without storing anything, or {'conflict'} for a
 -- reused idempotency key with another body.
-local p, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local tasks = {prefix = ARGV[4], per = tonumber(ARGV[5]), n = 0}
+local p, lease = ARGV[1], tonumber(ARGV[2])
+local tasks = {prefix = ARGV[3], per = tonumber(ARGV[4]), n = 0}
 local replies = {}
-local i = 6
+local i = 5
 while i <= #ARGV do
-  local t, eid, typ, payload, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
-  local ikey, fp, ttl, n_ids = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], tonumber(ARGV[i + 8])
-  local ids = {next = i + 9, last = i + 8 + n_ids}
+  local now, t, eid, typ, payload = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local due, ikey, fp, ttl, n_ids = tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9])
+  local ids = {next = i + 10, last = i + 9 + n_ids}
   for j = ids.next, ids.last do ids[j] = ARGV[j] end
   i = ids.last + 1
 
