@@ -39,6 +39,43 @@ pub struct Settings {
     pub destinations: DestinationPolicy,
     /// The monitor (`hook-slinger-monitor`).
     pub monitor: MonitorSettings,
+    /// Per-endpoint and per-host flow control, and who hears about it.
+    pub flow: FlowSettings,
+}
+
+/// Flow control (see `store::flows`) and operational webhooks.
+#[derive(Debug, Clone)]
+pub struct FlowSettings {
+    /// `BREAKER_FAILURES` (default 10; 0 turns breakers off): consecutive
+    /// failed attempts to one endpoint (or plain-job host) that open its
+    /// circuit breaker.
+    pub breaker_failures: u32,
+    /// `BREAKER_COOLDOWN` (seconds, default 30): how long an open breaker
+    /// holds deliveries back before one probe may try.
+    pub breaker_cooldown: Duration,
+    /// `ENDPOINT_DISABLE_AFTER_FAILURES` (default 100; 0: never):
+    /// consecutive failed attempts, with no success in between, after which
+    /// an endpoint is disabled.
+    pub disable_after: u32,
+    /// `FAILING_AFTER` (default 3): failed attempts of one delivery after
+    /// which `message.attempt.failing` is sent.
+    pub failing_after: u32,
+    /// `HOST_MAX_IN_FLIGHT` (default 32; 0: no cap): attempts of plain jobs
+    /// in flight at once to one destination host and port, across workers
+    /// (per queue shard).
+    pub host_max_in_flight: u32,
+    /// `OPERATIONAL_WEBHOOK_URL` and `OPERATIONAL_WEBHOOK_SECRET`.
+    pub operational: Option<OperationalWebhook>,
+}
+
+/// Where operational events go, and how they are signed.
+#[derive(Debug, Clone)]
+pub struct OperationalWebhook {
+    /// `OPERATIONAL_WEBHOOK_URL`.
+    pub url: crate::domain::TargetUrl,
+    /// `OPERATIONAL_WEBHOOK_SECRET` (`whsec_...`; comma-separated to
+    /// rotate); none means unsigned.
+    pub secrets: Vec<SigningSecret>,
 }
 
 /// How long finished jobs are kept (`RETENTION_SUCCEEDED`, `RETENTION_FAILED`).
@@ -373,7 +410,27 @@ impl Settings {
             }),
         };
 
+        let operational = p.parse_with("OPERATIONAL_WEBHOOK_URL", None, |s| {
+            crate::domain::TargetUrl::parse(s).map(Some).map_err(|e| e.to_string())
+        });
+        let operational_secrets = p.parse_with("OPERATIONAL_WEBHOOK_SECRET", Vec::new(), |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| SigningSecret::parse(t).map_err(|e| e.to_string()))
+                .collect()
+        });
+        let flow = FlowSettings {
+            breaker_failures: p.number("BREAKER_FAILURES", 10u32),
+            breaker_cooldown: p.seconds("BREAKER_COOLDOWN", 30.0),
+            disable_after: p.number("ENDPOINT_DISABLE_AFTER_FAILURES", 100u32),
+            failing_after: p.number("FAILING_AFTER", 3u32),
+            host_max_in_flight: p.number("HOST_MAX_IN_FLIGHT", 32u32),
+            operational: operational.map(|url| OperationalWebhook { url, secrets: operational_secrets }),
+        };
+
         let settings = Settings {
+            flow,
             destinations: DestinationPolicy::new(p.flag("ALLOW_PRIVATE_DESTINATIONS", false), allowed_cidrs),
             retention,
             reconcile_after,

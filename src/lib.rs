@@ -7,6 +7,7 @@
 //! - [`jobs`]: job records, states, attempts and the queue's wire format.
 //! - [`endpoints`]: a tenant's registered endpoints, their secrets and subscriptions.
 //! - [`events`]: accepting events and expanding each into one delivery (a job) per matching endpoint.
+//! - [`operational`]: operational webhooks to the operator (endpoint disabled, deliveries failing).
 //! - [`store`]: our job records and indexes in Redis (the source of truth).
 //! - [`queue`]: the apalis-redis queue and the workarounds for its defects.
 //! - [`delivery`]: the outbound HTTP request and the retry policy.
@@ -29,6 +30,7 @@ pub mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod monitor;
+pub mod operational;
 pub mod queue;
 pub mod secret;
 pub mod service;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     domain::{EndpointId, TenantId},
-    endpoints::{Endpoint, EndpointInput, EndpointSecret, EndpointService},
+    endpoints::{BreakerState, Endpoint, EndpointInput, EndpointSecret, EndpointService, FlowNow, Window},
 };
 
 use super::{auth::TokenAuth, body::JsonBody, problem::Problem};
@@ -59,15 +59,22 @@ macro_rules! endpoint_body {
     /// Free JSON object, at most 8 KiB.
     #[oai(nullable, skip_serializing_if_is_none)]
     metadata: Option<BTreeMap<String, Value>>,
-    /// A disabled endpoint matches no event.
+    /// A disabled endpoint matches no new event; its deliveries already
+    /// made wait `held` and go out when it is enabled again.
     #[oai(skip_serializing_if_is_none)]
     disabled: Option<bool>,
-    /// Deliveries per second at most, 1-100,000; null: unlimited (stored
-    /// now; enforced by flow control).
+    /// Deliveries per second at most, across every worker, 1-100,000;
+    /// null: unlimited. A delivery over the limit waits without spending
+    /// an attempt.
     #[oai(nullable, skip_serializing_if_is_none, validator(minimum(value = "1"), maximum(value = "100000")))]
     rate_limit: Option<u32>,
-    /// Deliver in order, one at a time (stored now; enforced by flow
-    /// control).
+    /// Attempts out at once at most, across every worker, 1-1,000
+    /// (default 10).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "1"), maximum(value = "1000")))]
+    max_in_flight: Option<u32>,
+    /// Deliver one at a time, in the order the deliveries were made; a
+    /// failing delivery holds the ones behind it until it succeeds or
+    /// fails for good.
     #[oai(skip_serializing_if_is_none)]
     ordered: Option<bool>,
         }
@@ -110,6 +117,7 @@ impl Example for EndpointPatch {
             metadata: None,
             disabled: Some(true),
             rate_limit: None,
+            max_in_flight: None,
             ordered: None,
         }
     }
@@ -127,6 +135,7 @@ impl Example for EndpointRequest {
             metadata: None,
             disabled: None,
             rate_limit: None,
+            max_in_flight: None,
             ordered: None,
         }
     }
@@ -159,6 +168,8 @@ struct EndpointView {
     /// Deliveries per second at most; null: unlimited.
     #[oai(nullable)]
     rate_limit: Option<u32>,
+    /// Attempts out at once at most.
+    max_in_flight: u32,
     /// Ordered delivery.
     ordered: bool,
     /// When the previous secrets of a rotation stop signing.
@@ -167,6 +178,102 @@ struct EndpointView {
     created_at: DateTime<Utc>,
     /// Last change.
     updated_at: DateTime<Utc>,
+    /// Its circuit breaker (when one endpoint is read).
+    #[oai(skip_serializing_if_is_none)]
+    breaker: Option<BreakerView>,
+}
+
+/// An endpoint's circuit breaker.
+#[derive(Object)]
+struct BreakerView {
+    /// `closed` (deliveries flow), `open` (they wait until `open_until`) or
+    /// `half_open` (one probe decides).
+    state: String,
+    /// When an open breaker lets a probe through.
+    #[oai(skip_serializing_if_is_none)]
+    open_until: Option<DateTime<Utc>>,
+    /// Failed attempts in a row, with no success in between.
+    consecutive_failures: u64,
+}
+
+impl From<&FlowNow> for BreakerView {
+    fn from(f: &FlowNow) -> Self {
+        Self {
+            state: f.breaker.as_str().to_owned(),
+            open_until: f.open_until.filter(|_| f.breaker != BreakerState::Closed),
+            consecutive_failures: f.consecutive_failures,
+        }
+    }
+}
+
+/// Attempts over a window.
+#[derive(Object)]
+struct WindowView {
+    /// Deliveries that ended in the window, by how.
+    deliveries: DeliveriesView,
+    /// Attempts made.
+    attempts: u64,
+    /// Failed attempts that left a retry.
+    failed_attempts: u64,
+    /// Share of attempts that succeeded (0-1); null without attempts.
+    success_rate: Option<f64>,
+    /// Median attempt duration (ms, within 25 %).
+    p50_ms: Option<u64>,
+    /// 99th percentile attempt duration (ms, within 25 %).
+    p99_ms: Option<u64>,
+}
+
+/// Deliveries by state.
+#[derive(Object)]
+struct DeliveriesView {
+    /// Delivered.
+    succeeded: u64,
+    /// Out of retries.
+    failed: u64,
+}
+
+impl From<&Window> for WindowView {
+    fn from(w: &Window) -> Self {
+        Self {
+            deliveries: DeliveriesView { succeeded: w.succeeded, failed: w.exhausted },
+            attempts: w.attempts(),
+            failed_attempts: w.failed_attempts,
+            success_rate: w.success_rate(),
+            p50_ms: w.duration_quantile(0.5),
+            p99_ms: w.duration_quantile(0.99),
+        }
+    }
+}
+
+/// Deliveries by state now.
+#[derive(Object)]
+struct NowView {
+    /// Attempts out now.
+    in_flight: u64,
+    /// Waiting for flow control (rate limit, in-flight cap, breaker,
+    /// order).
+    waiting: u64,
+    /// Kept while the endpoint is disabled.
+    held: u64,
+}
+
+/// An endpoint's delivery statistics.
+#[derive(Object)]
+struct StatsView {
+    /// The tenant.
+    tenant: String,
+    /// The endpoint.
+    endpoint_id: String,
+    /// The last hour.
+    last_hour: WindowView,
+    /// The last 24 hours.
+    last_day: WindowView,
+    /// Now.
+    now: NowView,
+    /// Its circuit breaker.
+    breaker: BreakerView,
+    /// Failed attempts in a row, with no success in between.
+    consecutive_failures: u64,
 }
 
 impl From<Endpoint> for EndpointView {
@@ -183,7 +290,9 @@ impl From<Endpoint> for EndpointView {
             metadata: Value::Object(e.metadata),
             disabled: e.disabled,
             rate_limit: e.rate_limit,
+            max_in_flight: e.max_in_flight,
             ordered: e.ordered,
+            breaker: None,
             previous_secrets_expire_at: e.previous_secrets.iter().map(|p| p.expires_at).collect(),
             created_at: e.created_at,
             updated_at: e.updated_at,
@@ -395,7 +504,36 @@ impl EndpointsApi {
         id: Path<String>,
     ) -> Result<Json<EndpointView>, Problem> {
         let (tenant, id) = ids(&tenant.0, &id.0)?;
-        Ok(Json(service.get(&tenant, &id).await?.into()))
+        let (ep, flow) = service.get_with_flow(&tenant, &id).await?;
+        Ok(Json(EndpointView { breaker: Some((&flow).into()), ..ep.into() }))
+    }
+
+    /// An endpoint's delivery statistics.
+    ///
+    /// Attempts and deliveries over the last hour and day (success rate,
+    /// p50/p99 attempt duration), deliveries in flight, waiting and held
+    /// now, the breaker and the failures in a row.
+    #[oai(path = "/api/v1/tenants/:tenant/endpoints/:id/stats", method = "get", operation_id = "get_endpoint_stats")]
+    async fn stats(
+        &self,
+        _auth: TokenAuth,
+        service: Data<&EndpointService>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,64}$"))] tenant: Path<String>,
+        /// `ep_` + 32 hex digits.
+        #[oai(validator(pattern = r"^ep_[0-9a-f]{32}$"))]
+        id: Path<String>,
+    ) -> Result<Json<StatsView>, Problem> {
+        let (tenant, id) = ids(&tenant.0, &id.0)?;
+        let s = service.stats(&tenant, &id).await?;
+        Ok(Json(StatsView {
+            tenant: tenant.to_string(),
+            endpoint_id: id.to_string(),
+            last_hour: (&s.hour).into(),
+            last_day: (&s.day).into(),
+            now: NowView { in_flight: s.now.in_flight, waiting: s.now.waiting, held: s.now.held },
+            breaker: (&s.now).into(),
+            consecutive_failures: s.now.consecutive_failures,
+        }))
     }
 
     /// Change an endpoint.

@@ -74,7 +74,9 @@ impl Application {
         let store = JobStore::new(conn.clone(), &settings);
         let queue = Queue::new(conn, &settings);
         let timeout = settings.redis.response_timeout;
-        let endpoints = EndpointService::new(store.clone(), settings.destinations.clone(), timeout);
+        let operator = crate::operational::Operator::new(store.clone(), settings.flow.operational.clone());
+        let endpoints =
+            EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
         let events = EventService::new(store.clone(), queue.clone(), timeout);
         let service = HookService::new(store, queue, timeout, settings.redis.wait_replicas);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);

@@ -191,6 +191,15 @@ impl Deliverer {
         }
     }
 
+    /// [`Deliverer::send`], signed with `secrets` instead of the server's
+    /// (operational events: `OPERATIONAL_WEBHOOK_SECRET`).
+    pub async fn send_signed(&self, id: &JobId, spec: &JobSpec, secrets: &[SigningSecret]) -> Outcome {
+        match Outbound::job(id, spec) {
+            Ok(out) => self.send_request(id, Outbound { signing: Signing::With(secrets.to_vec()), ..out }).await,
+            Err(e) => Outcome::Unreachable { error: format!("could not encode payload: {e}") },
+        }
+    }
+
     /// POSTs one request once; `id` is the job that carries it.
     pub async fn send_request(&self, id: &JobId, out: Outbound) -> Outcome {
         // IP literals never reach the resolver, so they are checked here.

@@ -34,6 +34,8 @@ pub struct EndpointInput {
     pub rate_limit: Option<Option<u32>>,
     /// Ordered delivery.
     pub ordered: Option<bool>,
+    /// Attempts in flight at most.
+    pub max_in_flight: Option<u32>,
 }
 
 /// Why a body is not a valid endpoint (the message names the field, and for
@@ -67,10 +69,12 @@ const MAX_METADATA_BYTES: usize = 8 * 1024;
 const MAX_TYPES: usize = 256;
 /// Highest rate limit (deliveries per second).
 pub const MAX_RATE_LIMIT: u32 = 100_000;
+/// Highest `max_in_flight`.
+pub const MAX_IN_FLIGHT: u32 = 1_000;
 
 /// Fields that come back in an endpoint's JSON but cannot be set; a body
 /// that round-trips a GET answer may carry them, and they are ignored.
-const READ_ONLY: [&str; 5] = ["id", "tenant", "created_at", "updated_at", "previous_secrets"];
+const READ_ONLY: [&str; 6] = ["id", "tenant", "created_at", "updated_at", "previous_secrets", "breaker"];
 
 impl EndpointInput {
     /// Parses a creation body (`url` required) or a change (`creating` false:
@@ -162,6 +166,10 @@ impl EndpointInput {
                     },
                     _ => bad("must be a whole number or null".to_owned()),
                 },
+                "max_in_flight" => match value.as_u64() {
+                    Some(n) if (1..=u64::from(MAX_IN_FLIGHT)).contains(&n) => input.max_in_flight = Some(n as u32),
+                    _ => bad(format!("must be a whole number from 1 to {MAX_IN_FLIGHT}")),
+                },
                 f if READ_ONLY.contains(&f) => {}
                 _ => bad("unknown field".to_owned()),
             }
@@ -191,6 +199,7 @@ impl EndpointInput {
             metadata: Map::new(),
             disabled: false,
             rate_limit: None,
+            max_in_flight: super::DEFAULT_MAX_IN_FLIGHT,
             ordered: false,
             created_at: now,
             updated_at: now,
@@ -224,6 +233,9 @@ impl EndpointInput {
         }
         if let Some(v) = self.rate_limit {
             ep.rate_limit = v;
+        }
+        if let Some(v) = self.max_in_flight {
+            ep.max_in_flight = v;
         }
         if let Some(v) = self.ordered {
             ep.ordered = v;

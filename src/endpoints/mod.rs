@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::domain::{EndpointId, EventType, PayloadFilter, TargetUrl, TenantId};
 
-pub use input::{EndpointInput, InputError, MAX_HEADERS, RESERVED_HEADERS};
+/// What flow control reports about an endpoint (kept by the store).
+pub use crate::store::flows::{BreakerState, EndpointStats, FlowNow, Window};
+pub use input::{EndpointInput, InputError, MAX_HEADERS, MAX_IN_FLIGHT, RESERVED_HEADERS};
 pub use secrets::{EndpointSecret, PreviousSecret};
 pub use service::{EndpointError, EndpointService, Recovered};
 
@@ -50,13 +52,17 @@ pub struct Endpoint {
     /// Free JSON for the caller.
     #[serde(default)]
     pub metadata: Map<String, Value>,
-    /// A disabled endpoint matches no event.
+    /// A disabled endpoint matches no new event; deliveries already made
+    /// for it are kept `held` until it is enabled again.
     #[serde(default)]
     pub disabled: bool,
-    /// Deliveries per second at most (enforced by flow control).
+    /// Deliveries per second at most, across every worker (flow control).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
-    /// Deliver one at a time, in order of acceptance (enforced by flow
+    /// Attempts out at once at most, across every worker (flow control).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Deliver one at a time, in the order the deliveries were made (flow
     /// control).
     #[serde(default)]
     pub ordered: bool,
@@ -64,6 +70,15 @@ pub struct Endpoint {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// `max_in_flight` when not given: enough for a healthy receiver to keep
+/// up, few enough that a dead one holds a sixth of a default worker's 64
+/// slots at most.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 10;
+
+fn default_max_in_flight() -> u32 {
+    DEFAULT_MAX_IN_FLIGHT
 }
 
 impl Endpoint {

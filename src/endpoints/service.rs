@@ -9,8 +9,10 @@ use crate::{
     delivery::DestinationPolicy,
     domain::{EndpointId, TenantId},
     jobs::{JobRecord, JobState},
+    operational::{EndpointRef, OperationalEvent, Operator},
     store::{
-        endpoints::{EndpointWrite, Saved},
+        endpoints::{EndpointWrite, FlowFields, Saved},
+        flows::{EndpointStats, FlowNow},
         JobStore, Requeue, StoreError,
     },
 };
@@ -53,12 +55,17 @@ pub struct EndpointService {
     store: JobStore,
     destinations: DestinationPolicy,
     timeout: Duration,
+    operator: Option<Operator>,
 }
 
 /// Tries of a read-change-write before giving up on a busy endpoint.
 const CHANGE_TRIES: usize = 8;
-/// Deliveries requeued per round trip by a recover.
+/// Deliveries requeued per round trip by a recover (and released per round
+/// trip when an endpoint is enabled).
 const RECOVER_PAGE: usize = 500;
+/// Pages of held deliveries released by the call that enables an endpoint;
+/// the workers' sweep releases the rest.
+const RELEASE_PAGES: usize = 20;
 
 fn write_of(ep: &Endpoint) -> Result<EndpointWrite<'_>, StoreError> {
     let subs = ep.subscriptions();
@@ -75,6 +82,12 @@ fn write_of(ep: &Endpoint) -> Result<EndpointWrite<'_>, StoreError> {
         host: ep.url.host(),
         filter: ep.filter.as_ref().map(|f| serde_json::Value::Object(f.as_json().clone()).to_string()),
         created_ms: ep.created_at.timestamp_millis(),
+        flow: FlowFields {
+            disabled: ep.disabled,
+            ordered: ep.ordered,
+            rate_limit: ep.rate_limit,
+            max_in_flight: ep.max_in_flight,
+        },
         entries,
     })
 }
@@ -87,7 +100,13 @@ impl EndpointService {
     /// Endpoint operations; `destinations` is the SSRF guard URLs must
     /// pass, `timeout` bounds each operation.
     pub fn new(store: JobStore, destinations: DestinationPolicy, timeout: Duration) -> Self {
-        Self { store, destinations, timeout }
+        Self { store, destinations, timeout, operator: None }
+    }
+
+    /// The same, telling the operator when an endpoint is disabled or
+    /// enabled.
+    pub fn with_operator(self, operator: Operator) -> Self {
+        Self { operator: Some(operator), ..self }
     }
 
     async fn bounded<T>(
@@ -126,6 +145,28 @@ impl EndpointService {
         self.bounded(async { Ok(self.read(tenant, id).await?.0) }).await
     }
 
+    /// Reads an endpoint with its flow now (breaker, failures in a row).
+    pub async fn get_with_flow(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<(Endpoint, FlowNow), EndpointError> {
+        self.bounded(async {
+            let ep = self.read(tenant, id).await?.0;
+            Ok((ep, self.store.flows().endpoint_now(tenant, id).await?))
+        })
+        .await
+    }
+
+    /// An endpoint's delivery statistics.
+    pub async fn stats(&self, tenant: &TenantId, id: &EndpointId) -> Result<EndpointStats, EndpointError> {
+        self.bounded(async {
+            self.read(tenant, id).await?;
+            Ok(self.store.flows().endpoint_stats(tenant, id).await?)
+        })
+        .await
+    }
+
     async fn read(&self, tenant: &TenantId, id: &EndpointId) -> Result<(Endpoint, u64), EndpointError> {
         let read = self.store.endpoints().get(tenant, id).await?.ok_or(EndpointError::NotFound)?;
         Ok((parse(&read.json)?, read.rev))
@@ -156,10 +197,74 @@ impl EndpointService {
         input: EndpointInput,
     ) -> Result<Endpoint, EndpointError> {
         self.guard(&input)?;
-        self.change(tenant, id, move |ep, now| {
-            input.clone().apply(ep, now);
-        })
-        .await
+        let (ep, was_disabled) = self
+            .change(tenant, id, move |ep, now| {
+                input.clone().apply(ep, now);
+            })
+            .await?;
+        self.disabled_changed(&ep, was_disabled, "manual", None).await;
+        Ok(ep)
+    }
+
+    /// Disables an endpoint that failed `failures` attempts in a row (the
+    /// worker calls this past `ENDPOINT_DISABLE_AFTER_FAILURES`). Returns
+    /// whether this call disabled it: of several workers seeing the same
+    /// streak, one does, and the operator hears once.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, endpoint_id = %id))]
+    pub async fn disable_after_failures(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        failures: u64,
+    ) -> Result<bool, EndpointError> {
+        let (ep, was_disabled) = self
+            .change(tenant, id, |ep, now| {
+                if !ep.disabled {
+                    ep.disabled = true;
+                    ep.updated_at = now;
+                }
+            })
+            .await?;
+        if was_disabled {
+            return Ok(false);
+        }
+        tracing::warn!(failures, "endpoint disabled after consecutive failed attempts");
+        self.disabled_changed(&ep, was_disabled, "consecutive_failures", Some(failures)).await;
+        Ok(true)
+    }
+
+    /// After `disabled` flipped: enabled again, its held deliveries go out
+    /// (the first pages now, the rest by the workers' sweep); either way,
+    /// the operator hears.
+    async fn disabled_changed(&self, ep: &Endpoint, was: bool, reason: &'static str, failures: Option<u64>) {
+        if ep.disabled == was {
+            return;
+        }
+        let flows = self.store.flows();
+        if !ep.disabled {
+            for _ in 0..RELEASE_PAGES {
+                match flows.release_held(&ep.tenant, &ep.id, RECOVER_PAGE).await {
+                    Ok((n, left)) if n > 0 && left > 0 => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "could not release held deliveries; the sweep will");
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(operator) = &self.operator else { return };
+        let endpoint = EndpointRef { tenant: ep.tenant.clone(), endpoint_id: ep.id.clone() };
+        let event = if ep.disabled {
+            let consecutive_failures = match failures {
+                Some(n) => n,
+                None => flows.endpoint_now(&ep.tenant, &ep.id).await.map(|f| f.consecutive_failures).unwrap_or(0),
+            };
+            OperationalEvent::EndpointDisabled { endpoint, reason, consecutive_failures }
+        } else {
+            OperationalEvent::EndpointEnabled { endpoint }
+        };
+        let _ = operator.tell(event).await;
     }
 
     /// Replaces the signing secret (with `secret`, or a fresh one); the old
@@ -183,23 +288,27 @@ impl EndpointService {
                 }
                 ep.updated_at = now;
             })
-            .await?;
+            .await?
+            .0;
         tracing::info!("endpoint secret rotated");
         Ok(ep)
     }
 
+    /// Read, apply, write unless someone changed it meanwhile (else again).
+    /// Returns the endpoint written and whether it was disabled before.
     async fn change(
         &self,
         tenant: &TenantId,
         id: &EndpointId,
         apply: impl Fn(&mut Endpoint, DateTime<Utc>),
-    ) -> Result<Endpoint, EndpointError> {
+    ) -> Result<(Endpoint, bool), EndpointError> {
         self.bounded(async {
             for _ in 0..CHANGE_TRIES {
                 let (mut ep, rev) = self.read(tenant, id).await?;
+                let was_disabled = ep.disabled;
                 apply(&mut ep, Utc::now());
                 match self.store.endpoints().save(&write_of(&ep)?, Some(rev)).await? {
-                    Saved::Ok(_) => return Ok(ep),
+                    Saved::Ok(_) => return Ok((ep, was_disabled)),
                     Saved::Missing => return Err(EndpointError::NotFound),
                     Saved::Conflict | Saved::Exists => continue,
                 }
@@ -241,8 +350,14 @@ impl EndpointService {
             let last_page = page.len() < RECOVER_PAGE;
             offset += page.len();
             let states = self.store.states(&page).await?;
-            let failed: Vec<_> =
-                page.into_iter().zip(states).filter(|(_, s)| *s == Some(JobState::Failed)).map(|(j, _)| j).collect();
+            // Held deliveries too: they go out if the endpoint is enabled by
+            // now; while it is disabled the gate holds them again.
+            let failed: Vec<_> = page
+                .into_iter()
+                .zip(states)
+                .filter(|(_, s)| matches!(s, Some(JobState::Failed | JobState::Held)))
+                .map(|(j, _)| j)
+                .collect();
             let outcomes = self.store.requeue_many(&failed, Duration::ZERO, 0).await?;
             recovered += outcomes.iter().filter(|o| **o == Requeue::Requeued).count() as u64;
             if last_page {

@@ -38,11 +38,15 @@ pub enum JobState {
     Succeeded,
     /// Every attempt of the current cycle failed; waits for a requeue.
     Failed,
+    /// A delivery kept while its endpoint is disabled: it goes out when the
+    /// endpoint is enabled again, or on a requeue or recover.
+    Held,
 }
 
 impl JobState {
     /// Every state, in life-cycle order.
-    pub const ALL: [JobState; 5] = [Self::Queued, Self::Delivering, Self::Scheduled, Self::Succeeded, Self::Failed];
+    pub const ALL: [JobState; 6] =
+        [Self::Queued, Self::Delivering, Self::Scheduled, Self::Succeeded, Self::Failed, Self::Held];
 
     /// The name used in Redis keys, JSON and URLs.
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl JobState {
             Self::Scheduled => "scheduled",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Held => "held",
         }
     }
 
@@ -113,6 +118,10 @@ pub struct JobSpec {
     /// The event and endpoint, for a delivery of an event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryRef>,
+    /// An operational event for the operator (`OPERATIONAL_WEBHOOK_URL`),
+    /// signed with `OPERATIONAL_WEBHOOK_SECRET` (see `operational`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operational: bool,
 }
 
 /// What a delivery delivers: one event to one endpoint.
@@ -144,6 +153,7 @@ impl From<NewJob> for JobSpec {
             payload: job.payload,
             max_retries: job.max_retries,
             delivery: None,
+            operational: false,
         }
     }
 }

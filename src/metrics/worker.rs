@@ -8,11 +8,27 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Int
 use tokio_util::sync::CancellationToken;
 
 use super::{queue_snapshot, register, render, MetricsServer, QueueSnapshot};
-use crate::{jobs::JobState, queue::Queue, store::JobStore};
+use crate::{
+    jobs::JobState,
+    queue::Queue,
+    store::{flows::WaitReason, JobStore},
+};
 
 /// How often the queue gauges are read from Redis: often enough for a
 /// 15 s scrape interval, rare enough to cost Redis nothing.
 const QUEUE_REFRESH: Duration = Duration::from_secs(2);
+
+/// The `event` label values of `hook_slinger_flow_total`.
+const FLOW_EVENTS: [&str; 8] = [
+    "wait_ordered",
+    "wait_breaker",
+    "wait_in_flight",
+    "wait_rate_limit",
+    "held",
+    "breaker_opened",
+    "breaker_closed",
+    "endpoint_disabled",
+];
 
 /// How one delivery attempt ended, the `outcome` label of
 /// `hook_slinger_deliveries_total`.
@@ -53,6 +69,8 @@ struct WorkerInner {
     queue_depth: IntGauge,
     oldest_age: Gauge,
     queue_up: IntGauge,
+    flow: IntCounterVec,
+    operational: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -130,8 +148,35 @@ impl WorkerMetrics {
             IntGauge::new("hook_slinger_queue_gauges_up", "1 when the last read of the queue gauges succeeded.")
                 .expect("static metric definition"),
         );
+        // Bounded labels only: per-endpoint numbers come from the stats API.
+        let flow = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "hook_slinger_flow_total",
+                    "Flow control at work, by event: wait_<reason> (a delivery parked: ordered, breaker, in_flight, \
+                     rate_limit), held (kept for a disabled endpoint), breaker_opened, breaker_closed, \
+                     endpoint_disabled (after consecutive failures).",
+                ),
+                &["event"],
+            )
+            .expect("static metric definition"),
+        );
+        for e in FLOW_EVENTS {
+            flow.with_label_values(&[e]);
+        }
+        let operational = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("hook_slinger_operational_events_total", "Operational webhooks queued, by type."),
+                &["type"],
+            )
+            .expect("static metric definition"),
+        );
         Self {
             inner: Arc::new(WorkerInner {
+                flow,
+                operational,
                 registry,
                 deliveries,
                 attempt_duration,
@@ -154,6 +199,28 @@ impl WorkerMetrics {
     /// Records that a retry was put on the schedule.
     pub fn retry_scheduled(&self) {
         self.inner.retries.inc();
+    }
+
+    /// Counts a delivery parked by flow control.
+    pub fn flow_wait(&self, why: WaitReason) {
+        let event = match why {
+            WaitReason::Ordered => "wait_ordered",
+            WaitReason::Breaker => "wait_breaker",
+            WaitReason::InFlight => "wait_in_flight",
+            WaitReason::RateLimit => "wait_rate_limit",
+        };
+        self.inner.flow.with_label_values(&[event]).inc();
+    }
+
+    /// Counts a flow-control event other than a wait: `held`,
+    /// `breaker_opened`, `breaker_closed`, `endpoint_disabled`.
+    pub fn flow_event(&self, event: &'static str) {
+        self.inner.flow.with_label_values(&[event]).inc();
+    }
+
+    /// Counts an operational webhook queued.
+    pub fn operational(&self, kind: &'static str) {
+        self.inner.operational.with_label_values(&[kind]).inc();
     }
 
     /// Counts jobs the reconciler put back on their way, found in `from`.

@@ -317,6 +317,7 @@ fn state_style(state: JobState) -> Style {
         JobState::Scheduled => Style::new().yellow(),
         JobState::Succeeded => Style::new().green(),
         JobState::Failed => Style::new().red().bold(),
+        JobState::Held => Style::new().cyan(),
     }
 }
 

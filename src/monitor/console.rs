@@ -133,7 +133,9 @@ impl Console {
         let store = JobStore::new(conn.clone(), settings);
         let queue = Queue::new(conn, settings);
         let timeout = settings.redis.response_timeout;
-        let endpoints = EndpointService::new(store.clone(), settings.destinations.clone(), timeout);
+        let operator = crate::operational::Operator::new(store.clone(), settings.flow.operational.clone());
+        let endpoints =
+            EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
         let events = EventService::new(store.clone(), queue.clone(), timeout);
         let service = HookService::new(store, queue.clone(), timeout, settings.redis.wait_replicas);
         Ok(Self { service, endpoints, events, queue, retention: settings.retention })

@@ -4,7 +4,7 @@
 //!
 //! | key                      | type | holds                                         |
 //! |--------------------------|------|-----------------------------------------------|
-//! | `ep:<tenant>:<id>`       | hash | `json` (the endpoint), `url`, `host`, `filter`, `rev`, `ix` (its index entries) |
+//! | `ep:<tenant>:<id>`       | hash | `json` (the endpoint), `url`, `host`, `filter`, `rev`, `ix` (its index entries), and for flow control `disabled`, `ordered`, `rate`, `cap` |
 //! | `eps:<tenant>`           | zset | the tenant's endpoints by creation (ms)       |
 //! | `tenants`                | zset | tenants with an endpoint (score 0, by name)   |
 //! | `ix:<tenant>:<u|f>:<type or *>` | zset | enabled endpoints wanting that type (`*`: every type), without (`u`) or with (`f`) a filter; score 0, paged by id |
@@ -41,9 +41,25 @@ pub struct EndpointWrite<'a> {
     pub filter: Option<String>,
     /// Its creation time (ms), the listing order.
     pub created_ms: i64,
+    /// What flow control reads of it at every claim.
+    pub flow: FlowFields,
     /// Index entries: `u:<type>`, `u:*`, `f:<type>`, `f:*`; none while
     /// disabled.
     pub entries: Vec<String>,
+}
+
+/// The endpoint's settings the gate in `claim.lua` reads, copied into its
+/// hash by the same save that writes the record, so they never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowFields {
+    /// Deliveries are held.
+    pub disabled: bool,
+    /// One at a time, in order.
+    pub ordered: bool,
+    /// Sends per second at most.
+    pub rate_limit: Option<u32>,
+    /// Attempts out at once at most.
+    pub max_in_flight: u32,
 }
 
 /// What a save did.
@@ -110,6 +126,10 @@ impl EndpointStore<'_> {
             .arg(ep.host)
             .arg(ep.filter.as_deref().unwrap_or_default())
             .arg(ep.created_ms)
+            .arg(if ep.flow.disabled { "1" } else { "" })
+            .arg(if ep.flow.ordered { "1" } else { "" })
+            .arg(ep.flow.rate_limit.map(|r| r.to_string()).unwrap_or_default())
+            .arg(ep.flow.max_in_flight)
             .arg(&ep.entries);
         let reply: String = inv.invoke_async(&mut self.store.conn.clone()).await?;
         Ok(match reply.as_str() {

@@ -58,6 +58,7 @@ pub mod coalesce;
 mod conn;
 pub mod endpoints;
 pub mod events;
+pub mod flows;
 mod listing;
 mod shards;
 
@@ -73,7 +74,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::{AsyncCommands, Script};
 
 use crate::{
-    config::{Retention, Settings},
+    config::{FlowSettings, Retention, Settings},
     domain::JobId,
     jobs::{Attempt, AttemptRef, JobRecord, JobSpec, JobState, QueueTask},
 };
@@ -132,7 +133,20 @@ pub enum Claim {
         /// For a delivery of an event: the event and the endpoint as they
         /// are now.
         delivery: Option<Box<DeliveryRead>>,
+        /// The flow it counts against (see [`flows`]); [`JobStore::finish`]
+        /// takes it back.
+        flow: String,
     },
+    /// Flow control holds it back: parked, `scheduled` until `until` or
+    /// until a slot frees, its attempt unspent (see [`flows`]).
+    Wait {
+        /// What it waits for.
+        why: flows::WaitReason,
+        /// When it looks again on its own.
+        until: DateTime<Utc>,
+    },
+    /// Its endpoint is disabled: kept `held` until enabled or recovered.
+    Held,
     /// That attempt was made already or the job moved on: skip the task.
     Stale(JobState),
     /// No such job (it expired or was deleted): skip the task.
@@ -334,27 +348,29 @@ struct Part {
 /// (see `coalesce`; the app's creates are batched by `service`).
 struct Batches {
     claim: Coalescer<[String; 6], Vec<String>>,
-    finish: Coalescer<[String; 10], i64>,
+    finish: Coalescer<[String; 13], redis::Value>,
 }
 
 impl Batches {
-    fn new(conn: &RedisConn, prefix: &str, all: &str) -> Self {
+    fn new(conn: &RedisConn, prefix: &str, all: &str, flow: &FlowSettings) -> Self {
+        let host_cap = flow.host_max_in_flight;
+        let (failures, cooldown) = (flow.breaker_failures, flow.breaker_cooldown.as_millis() as u64);
         let (c2, p2, k2) = (conn.clone(), prefix.to_owned(), all.to_owned());
         let (c3, p3, k3) = (conn.clone(), prefix.to_owned(), all.to_owned());
         Self {
             claim: Coalescer::new(move |claims: Vec<[String; 6]>| {
                 let mut inv = SCRIPTS.claim.key(&k2);
-                inv.arg(&p2).arg(ms(Utc::now()));
+                inv.arg(&p2).arg(ms(Utc::now())).arg(host_cap);
                 for c in &claims {
                     inv.arg(&c[..]);
                 }
                 let mut conn = c2.clone();
                 async move { Ok(inv.invoke_async(&mut conn).await?) }
             }),
-            finish: Coalescer::new(move |results: Vec<[String; 10]>| {
+            finish: Coalescer::new(move |results: Vec<[String; 13]>| {
                 let now = Utc::now();
                 let mut inv = SCRIPTS.finish.key(&k3);
-                inv.arg(&p3).arg(ms(now)).arg(now.timestamp() / 60);
+                inv.arg(&p3).arg(ms(now)).arg(now.timestamp() / 60).arg(failures).arg(cooldown);
                 for r in &results {
                     inv.arg(&r[..]);
                 }
@@ -384,10 +400,18 @@ macro_rules! with_lib {
 }
 pub(crate) use with_lib;
 
+/// A script that passes attempts through flow control: `lua/lib.lua`,
+/// then `lua/flow.lua` (the gate and what reopens it), then its own body.
+macro_rules! with_flow {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("lua/lib.lua"), include_str!("lua/flow.lua"), include_str!($file)))
+    };
+}
+
 static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
     create: Script::new(include_str!("lua/create.lua")),
-    claim: Script::new(include_str!("lua/claim.lua")),
-    finish: Script::new(include_str!("lua/finish.lua")),
+    claim: with_flow!("lua/claim.lua"),
+    finish: with_flow!("lua/finish.lua"),
     requeue: with_lib!("lua/requeue.lua"),
     lease_due: Script::new(include_str!("lua/lease_due.lua")),
     reconcile: with_lib!("lua/reconcile.lua"),
@@ -412,7 +436,7 @@ impl JobStore {
             .map(|k| {
                 let prefix = shards.prefix(k);
                 let all = format!("{prefix}all");
-                Part { batches: Batches::new(&conn, &prefix, &all), prefix, all }
+                Part { batches: Batches::new(&conn, &prefix, &all, &settings.flow), prefix, all }
             })
             .collect();
         Self {
@@ -662,9 +686,10 @@ impl JobStore {
             .await?;
         let corrupt = |why: String| StoreError::Corrupt { id: id.to_string(), why };
         match reply.as_slice() {
-            [ok, spec, attempts, rest @ ..] if ok == "ok" => Ok(Claim::Ready {
+            [ok, spec, attempts, flow, rest @ ..] if ok == "ok" => Ok(Claim::Ready {
                 spec: Box::new(serde_json::from_str(spec).map_err(|e| corrupt(format!("spec: {e}")))?),
                 attempts_before: attempts.parse().unwrap_or_default(),
+                flow: flow.clone(),
                 delivery: match rest {
                     [event_type, payload, created, endpoint] => Some(Box::new(DeliveryRead {
                         event_type: event_type.clone(),
@@ -675,6 +700,11 @@ impl JobStore {
                     _ => None,
                 },
             }),
+            [wait, why, until] if wait == "wait" => Ok(Claim::Wait {
+                why: why.parse().map_err(|_| corrupt(format!("wait reason {why}")))?,
+                until: from_ms(until.parse().unwrap_or_default()),
+            }),
+            [held] if held == "held" => Ok(Claim::Held),
             [stale, state] if stale == "stale" => {
                 Ok(Claim::Stale(state.parse().map_err(|e: crate::jobs::UnknownState| corrupt(e.to_string()))?))
             }
@@ -682,10 +712,13 @@ impl JobStore {
         }
     }
 
-    /// Records an attempt and moves the job on. Returns false when the job
-    /// was not waiting for this attempt under this claim `token` (a
-    /// duplicate task finished first, or the lease ran out and the
-    /// reconciler gave the attempt to another worker).
+    /// Records an attempt and moves the job on, and tells flow control
+    /// what the attempt said about its receiver (`verdict`) on `flow` (as
+    /// the claim named it). Returns `None` when the job was not waiting for
+    /// this attempt under this claim `token` (a duplicate task finished
+    /// first, or the lease ran out and the reconciler gave the attempt to
+    /// another worker).
+    #[allow(clippy::too_many_arguments)]
     #[tracing::instrument(skip_all, fields(job_id = %id, attempt = record.attempt))]
     pub async fn finish(
         &self,
@@ -694,13 +727,15 @@ impl JobStore {
         token: &str,
         record: &Attempt,
         next: NextStep,
-    ) -> Result<bool, StoreError> {
+        flow: &str,
+        verdict: flows::Verdict,
+    ) -> Result<Option<flows::Recorded>, StoreError> {
         let (state, next_at) = match next {
             NextStep::Succeeded => (JobState::Succeeded, String::new()),
             NextStep::Failed(_) => (JobState::Failed, String::new()),
             NextStep::RetryAt(at) => (JobState::Scheduled, ms(at).to_string()),
         };
-        let n = self
+        let reply = self
             .part_of(id)
             .batches
             .finish
@@ -718,9 +753,12 @@ impl JobStore {
                     _ => String::new(),
                 },
                 token.to_owned(),
+                flow.to_owned(),
+                verdict.as_str().to_owned(),
+                record.duration_ms.to_string(),
             ])
             .await?;
-        Ok(n == 1)
+        flows::Recorded::from_reply(reply).map_err(|why| StoreError::Corrupt { id: id.to_string(), why })
     }
 
     /// Starts a fresh retry cycle for a failed job, or for one stuck in a

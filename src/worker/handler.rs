@@ -90,8 +90,19 @@ async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(
         }
         Err(e) => return Err(e.into()),
     };
-    let (spec, attempts_before, delivery) = match claim {
-        Claim::Ready { spec, attempts_before, delivery } => (spec, attempts_before, delivery),
+    let (spec, attempts_before, delivery, flow) = match claim {
+        Claim::Ready { spec, attempts_before, delivery, flow } => (spec, attempts_before, delivery, flow),
+        Claim::Wait { why, until } => {
+            // Parked by flow control: no attempt spent, the slot freed now.
+            rt.metrics.flow_wait(why);
+            tracing::debug!(reason = why.as_str(), until = %until, "delivery waits (flow control)");
+            return Ok(());
+        }
+        Claim::Held => {
+            rt.metrics.flow_event("held");
+            tracing::info!("delivery held: its endpoint is disabled");
+            return Ok(());
+        }
         Claim::Stale(state) => {
             tracing::debug!(%state, "skipping a task whose attempt was already made");
             return Ok(());
@@ -111,6 +122,7 @@ async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(
             Ok(request) => rt.deliverer.send_request(&job_id, request).await,
             Err(why) => Outcome::Undeliverable { why: why.to_string() },
         },
+        _ if spec.operational => rt.deliverer.send_signed(&job_id, &spec, rt.operator.secrets()).await,
         _ => rt.deliverer.send(&job_id, &spec).await,
     };
     drop(in_flight);
@@ -139,10 +151,12 @@ async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(
         Verdict::RetryIn(wait) => NextStep::RetryAt(Utc::now() + wait),
         Verdict::Stop(why) => NextStep::Failed(why.to_string()),
     };
-    if !rt.store.finish(&job_id, attempt, &token, &record, next.clone()).await? {
+    let verdict = super::flow::verdict(&outcome);
+    let Some(recorded) = rt.store.finish(&job_id, attempt, &token, &record, next.clone(), &flow, verdict).await? else {
         tracing::warn!("attempt not recorded: its lease ran out and the attempt was handed to another worker");
         return Ok(());
-    }
+    };
+    super::flow::after_attempt(&rt, &spec, &job_id, &record, &next, verdict, recorded).await;
     let metric = match &next {
         NextStep::Succeeded => AttemptOutcome::Delivered,
         NextStep::RetryAt(_) => AttemptOutcome::FailedAttempt,

@@ -9,6 +9,7 @@
 //! - the janitor step of the scheduler, which drops finished tasks' queue
 //!   copies (APALIS.md #3).
 
+mod flow;
 mod handler;
 mod scheduler;
 
@@ -24,9 +25,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Settings,
+    config::{FlowSettings, Settings},
     delivery::{ClientError, Deliverer},
+    endpoints::EndpointService,
     metrics::{self, WorkerMetrics},
+    operational::Operator,
     queue::{self, poll::WakeOrInterval, workarounds, Queue, Storage},
     store::{self, JobStore},
 };
@@ -68,7 +71,16 @@ pub struct Runtime {
     /// `WORKER_CONCURRENCY` delivery slots: a task may carry many attempts,
     /// so apalis's task limit alone does not bound deliveries.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Endpoints (to disable one that keeps failing).
+    pub endpoints: EndpointService,
+    /// Where operational events go.
+    pub operator: Operator,
+    /// Flow control's limits.
+    pub flow: FlowSettings,
 }
+
+/// How long disabling a failing endpoint may take.
+const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Per-process delivery counters.
 #[derive(Debug, Default)]
@@ -88,7 +100,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let store = JobStore::new(conn.clone(), &settings);
     let queue = Queue::new(conn.clone(), &settings);
     let identity = scheduler::Identity::new(&settings.worker.name_prefix);
+    let operator = Operator::new(store.clone(), settings.flow.operational.clone());
     let runtime = Arc::new(Runtime {
+        endpoints: EndpointService::new(store.clone(), settings.destinations.clone(), ENDPOINT_TIMEOUT)
+            .with_operator(operator.clone()),
+        operator,
+        flow: settings.flow.clone(),
         name: identity.name().to_owned(),
         store: store.clone(),
         queue: queue.clone(),

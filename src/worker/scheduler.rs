@@ -108,6 +108,11 @@ pub async fn run(
                 tracing::debug!(error.message = %e, "could not expire events");
             }
             take_over_expansions(&store, &queue).await;
+            match store.flows().release_enabled(HELD_RELEASED).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, "released held deliveries of endpoints enabled again"),
+                Err(e) => tracing::debug!(error.message = %e, "could not release held deliveries"),
+            }
         }
     }
 }
@@ -133,6 +138,11 @@ async fn take_over_expansions(store: &JobStore, queue: &Queue) {
         });
     }
 }
+
+/// Held deliveries of re-enabled endpoints released per shard per pass
+/// (the call that enables an endpoint releases most; this finishes what a
+/// crash cut short).
+const HELD_RELEASED: usize = 1_000;
 
 /// Stalled expansions taken over per shard per pass.
 const EXPANSIONS_TAKEN: usize = 10;

@@ -16,7 +16,7 @@ use crate::{
     rules::verify_with_standardwebhooks,
 };
 
-async fn api(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn api(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req =
         app.http.request(method, format!("{}{path}", app.base)).header("Authorization", format!("Token {TOKEN}"));
     if let Some(b) = body {
@@ -28,13 +28,13 @@ async fn api(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> 
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn endpoint(app: &TestApp, tenant: &str, body: Value) -> Value {
+pub(crate) async fn endpoint(app: &TestApp, tenant: &str, body: Value) -> Value {
     let (status, ep) = api(app, Method::POST, &format!("/api/v1/tenants/{tenant}/endpoints"), Some(body)).await;
     assert_eq!(status, 201, "{ep}");
     ep
 }
 
-async fn event(app: &TestApp, tenant: &str, body: Value) -> Value {
+pub(crate) async fn event(app: &TestApp, tenant: &str, body: Value) -> Value {
     let (status, answer) = api(app, Method::POST, &format!("/api/v1/tenants/{tenant}/events"), Some(body)).await;
     assert_eq!(status, 202, "{answer}");
     answer
@@ -172,7 +172,7 @@ async fn payload_filters_match_as_documented() {
 }
 
 /// The settings the app was built with (same queue), for a worker.
-fn settings_of(app: &TestApp) -> hook_slinger::config::Settings {
+pub(crate) fn settings_of(app: &TestApp) -> hook_slinger::config::Settings {
     settings(&[("QUEUE_NAME", app.queue())])
 }
 
@@ -284,7 +284,8 @@ async fn recover_resends_an_endpoints_failed_deliveries_in_the_window() {
 #[tokio::test]
 async fn recover_ends_when_the_deliveries_fill_whole_pages() {
     let rx = Receiver::start().await;
-    let s = settings(&[("MAX_RETRIES", "0")]);
+    // Every delivery must fail, not wait behind an open breaker.
+    let s = settings(&[("MAX_RETRIES", "0"), ("BREAKER_FAILURES", "0"), ("ENDPOINT_DISABLE_AFTER_FAILURES", "0")]);
     let app = spawn_app(s.clone()).await;
     let t = format!("rp-{}", uuid::Uuid::new_v4().simple());
     let ep = endpoint(&app, &t, json!({"url": rx.url("/down")})).await;

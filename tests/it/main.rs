@@ -6,6 +6,7 @@ mod api;
 mod cluster;
 mod delivery;
 mod fanout;
+mod flow;
 mod helpers;
 mod hostile;
 mod latency;

@@ -147,7 +147,9 @@ async fn a_claim_whose_worker_vanished_is_reconciled() {
     // The ghost's late result is refused: it no longer holds the claim.
     let late = attempt(1);
     let next = hook_slinger::store::NextStep::Failed("late".into());
-    assert!(!app.store.finish(&id, 1, "ghost-token", &late, next).await.unwrap());
+    let flow = format!("h:{}", rx.addr);
+    let verdict = hook_slinger::store::flows::Verdict::Fail;
+    assert!(app.store.finish(&id, 1, "ghost-token", &late, next, &flow, verdict).await.unwrap().is_none());
     assert_eq!(app.record(id.as_str()).await.state, JobState::Succeeded);
     worker.shutdown().await;
 }

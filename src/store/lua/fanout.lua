@@ -29,7 +29,7 @@ local function fan_out(p, ev, ids, tasks, phase, last, budget, out)
     for _, epid in ipairs(members) do
       looked = looked + 1
       last = epid
-      local ep = redis.call('HMGET', p .. 'ep:' .. t .. ':' .. epid, 'url', 'host', 'filter')
+      local ep = redis.call('HMGET', p .. 'ep:' .. t .. ':' .. epid, 'url', 'host', 'filter', 'ordered')
       local ok = ep[1] and true or false
       if ok and phase >= 3 then
         if doc == nil then doc = cjson.decode(ev.payload) end
@@ -57,6 +57,12 @@ local function fan_out(p, ev, ids, tasks, phase, last, budget, out)
         redis.call('ZADD', p .. 'state:' .. state, ev.now, id)
         redis.call('ZADD', p .. 'evd:' .. evref, ev.now, id)
         redis.call('ZADD', p .. 'epd:' .. t .. ':' .. epid, ev.created, id)
+        if ep[4] == '1' then
+          -- An ordered endpoint's deliveries go in the order they are made
+          -- (flow.lua's gate).
+          local F = t .. ':' .. epid
+          redis.call('ZADD', p .. 'ord:' .. F, redis.call('HINCRBY', p .. 'fl:' .. F, 'seq', 1), id)
+        end
         if ids.next > ids.last then break end
       end
     end

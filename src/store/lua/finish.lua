@@ -2,19 +2,26 @@
 -- results in one call (store::coalesce), each job in one step, so its
 -- attempt log, state indexes and retry schedule never disagree.
 -- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
+-- Then flow control learns the outcome (flow.lua: breaker, freed slot,
+-- the next ordered delivery, per-endpoint stats).
 -- ARGV: prefix, now (ms), minute bucket (unix minutes) for the per-minute
---       counters, then groups of ten: id, cycle, attempt, next state,
---       attempt JSON, last status ('' = none), last error ('' = none),
---       next attempt (ms, '' = none), stop reason ('' = none; set when the
---       job fails), claim token (what claim.lua handed this attempt).
--- Returns per result 1, or 0 when the attempt is not the one this job is
--- waiting for or its claim was taken away (the lease ran out and the job
--- went back to `scheduled`): a late worker must not overwrite what came
--- after it.
+--       counters, BREAKER_FAILURES, BREAKER_COOLDOWN (ms), then groups of
+--       thirteen: id, cycle, attempt, next state, attempt JSON, last status
+--       ('' = none), last error ('' = none), next attempt (ms, '' = none),
+--       stop reason ('' = none; set when the job fails), claim token (what
+--       claim.lua handed this attempt), its flow (as claim.lua named it),
+--       what the attempt says about the receiver ('ok', 'fail' or ''),
+--       duration (ms).
+-- Returns per result {1, the flow's consecutive failed attempts, 'opened'
+-- / 'closed' / '' (its breaker)}, or 0 when the attempt is not the one
+-- this job is waiting for or its claim was taken away (the lease ran out
+-- and the job went back to `scheduled`): a late worker must not overwrite
+-- what came after it.
 local p, now = ARGV[1], ARGV[2]
+local cfg = {failures = tonumber(ARGV[4]), cooldown = tonumber(ARGV[5])}
 local out = {}
 local delivered, failed_attempts, failed = 0, 0, 0
-for i = 4, #ARGV, 10 do
+for i = 6, #ARGV, 13 do
   local id = ARGV[i]
   local key = p .. 'job:' .. id
   local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'created_at', 'claim', 'attempts',
@@ -73,7 +80,10 @@ for i = 4, #ARGV, 10 do
         failed = failed + 1
       end
     end
-    table.insert(out, 1)
+    local F = ARGV[i + 10]
+    local fails, change = after_attempt(p, id, F, ARGV[i + 11], nxt, tonumber(now), cfg, tonumber(ARGV[i + 12]),
+      string.sub(F, 1, 2) ~= 'h:')
+    table.insert(out, {1, fails, change})
   end
 end
 -- Per-minute counters for the monitor's chart, kept two hours: once per

@@ -7,7 +7,7 @@ use hook_slinger::{
     domain::JobId,
     jobs::JobState,
     monitor::console::{Console, Selection},
-    store::{Claim, JobStore, NextStep, ATTEMPT_LOG_MAX},
+    store::{flows::Verdict, Claim, JobStore, NextStep, ATTEMPT_LOG_MAX},
 };
 
 use super::{monitor_settings, store_jobs};
@@ -16,8 +16,9 @@ use crate::helpers::{attempt, spawn_app};
 /// Makes attempt `n` of cycle 0 and records it with `next`.
 pub async fn fail_attempt(store: &JobStore, id: &JobId, n: u32, next: NextStep) {
     let claim = store.claim(id, 0, n, "test", "tok", Duration::from_secs(60)).await.unwrap();
-    assert!(matches!(claim, Claim::Ready { .. }), "attempt {n}: {claim:?}");
-    assert!(store.finish(id, n, "tok", &attempt(n), next).await.unwrap());
+    let Claim::Ready { flow, .. } = claim else { panic!("attempt {n}: {claim:?}") };
+    let recorded = store.finish(id, n, "tok", &attempt(n), next, &flow, Verdict::Neutral).await.unwrap();
+    assert!(recorded.is_some());
 }
 
 #[tokio::test]

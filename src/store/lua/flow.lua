@@ -1,0 +1,218 @@
+-- Flow control: what stands between a claimed attempt and its receiver.
+-- Prepended (after lib.lua) to claim.lua and finish.lua, so the gate and
+-- what reopens it are written once. See store::flows for the keys.
+--
+-- A flow is one endpoint (`<tenant>:<endpoint id>`) for deliveries of
+-- events, or one destination (`h:<host[:port]>`) for plain jobs. Per flow,
+-- under the shard's prefix:
+--   fl:<F>   hash  fails (consecutive failed attempts), open_until (ms,
+--                  breaker open or half-open), probe (the half-open probe's
+--                  job), seq (order of an ordered endpoint's deliveries)
+--   fin:<F>  zset  attempts in flight, scored by their lease's end: a
+--                  worker that died stops counting when its lease does
+--   fw:<F>   zset  parked deliveries, by when they first waited
+--   fr:<F>   zset  the last second's sends (rate limit), by time
+--   ord:<F>  zset  an ordered endpoint's open deliveries, by `seq`
+--   held:<F> zset  deliveries kept while the endpoint is disabled
+--   held     zset  flows with held deliveries (shard-wide)
+--   fs:<F>:<10-minute bucket> hash  attempts by outcome and duration:
+--                  field `<ok|fail|exhausted>:<duration bucket>`
+--
+-- A parked delivery waits in `scheduled` (in `due` at its wake time, which
+-- is its way forward whoever parked it) without burning an attempt; a
+-- freed slot or a closing breaker wakes it sooner.
+
+-- How long a parked delivery waits before looking again on its own when
+-- nothing wakes it (ms). Wakes are the fast path; this is the backstop.
+local PARK_BACKSTOP = 30000
+-- The rate limit's window, a little over a second (ms): sends are judged
+-- when claimed, and the margin keeps a receiver from counting one too many
+-- in a second when the network delays one send more than the next.
+local RATE_WINDOW = 1050
+
+-- A spread of up to `span` ms derived from the job id, so deliveries
+-- parked together do not all come back in the same millisecond (scripts
+-- may not use randomness).
+local function spread(id, span)
+  local h = 0
+  for i = 1, #id do h = (h * 31 + string.byte(id, i)) % 1000003 end
+  return h % span
+end
+
+-- The flow of a job: its endpoint, or its destination's host and port.
+local function flow_of(spec, ep)
+  if ep then return ep end
+  local auth = string.match(spec, '"to_url":"%a+://([^/"?#]+)')
+  return 'h:' .. (auth or '')
+end
+
+-- Parks a job (state `st`) until `wake` (ms): `scheduled`, due then, its
+-- attempt unspent. Returns the reply to the worker.
+local function park(p, id, st, created, now, F, why, wake)
+  local key = p .. 'job:' .. id
+  due_at(p, id, st, created, now, wake)
+  redis.call('HSET', key, 'waiting', why)
+  redis.call('ZADD', p .. 'fw:' .. F, 'NX', now, id)
+  return {'wait', why, tostring(wake)}
+end
+
+-- Keeps a delivery of a disabled endpoint: `held` until it is enabled
+-- again or recovered (store::flows releases it).
+local function hold(p, id, st, created, now, F)
+  local key = p .. 'job:' .. id
+  redis.call('ZREM', p .. 'state:' .. st, id)
+  redis.call('ZADD', p .. 'state:held', created, id)
+  redis.call('ZREM', p .. 'due', id)
+  redis.call('HSET', key, 'state', 'held', 'updated_at', now)
+  redis.call('HDEL', key, 'next_attempt_at', 'claim', 'lease_until', 'worker', 'waiting')
+  redis.call('ZADD', p .. 'held:' .. F, created, id)
+  redis.call('ZADD', p .. 'held', 'NX', now, F)
+  redis.call('ZREM', p .. 'fw:' .. F, id)
+  return {'held'}
+end
+
+-- Wakes up to `n` parked deliveries of flow F: due now.
+local function wake_parked(p, F, n, now)
+  local fw = p .. 'fw:' .. F
+  local woken = 0
+  while woken < n do
+    local head = redis.call('ZPOPMIN', fw)
+    if #head == 0 then break end
+    local key = p .. 'job:' .. head[1]
+    local h = redis.call('HMGET', key, 'state', 'waiting')
+    if h[1] == 'scheduled' and h[2] then
+      redis.call('HSET', key, 'next_attempt_at', now)
+      redis.call('ZADD', p .. 'due', now, head[1])
+      woken = woken + 1
+    end
+  end
+end
+
+-- The gate, for job `id` in state `st` about to be claimed with a lease
+-- until `lease_until`. `ep` is the endpoint's hash (HMGET disabled,
+-- ordered, rate, cap) for a delivery, nil for a plain job, whose in-flight
+-- cap is `host_cap` (0: none). Returns nil to go ahead, or the reply.
+local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
+  local fl = p .. 'fl:' .. F
+  local cap = host_cap
+  local rate = nil
+  if ep then
+    if ep[1] == '1' then return hold(p, id, st, created, now, F) end
+    cap = tonumber(ep[4] or '10')
+    rate = tonumber(ep[3] or '')
+    if ep[2] == '1' then
+      -- Ordered: only the oldest open delivery goes; the rest wait for it.
+      local ord = p .. 'ord:' .. F
+      if not redis.call('ZSCORE', ord, id) then
+        redis.call('ZADD', ord, redis.call('HINCRBY', fl, 'seq', 1), id)
+      end
+      while true do
+        local head = redis.call('ZRANGE', ord, 0, 0)[1]
+        if head == id then break end
+        local hs = redis.call('HGET', p .. 'job:' .. head, 'state')
+        if hs and hs ~= 'succeeded' and hs ~= 'failed' then
+          return park(p, id, st, created, now, F, 'ordered', now + PARK_BACKSTOP + spread(id, 1000))
+        end
+        -- Deleted or finished without passing through finish.lua.
+        redis.call('ZREM', ord, head)
+      end
+    end
+  end
+  local b = redis.call('HMGET', fl, 'open_until', 'probe')
+  if b[1] then
+    local open_until = tonumber(b[1])
+    if open_until > now then
+      return park(p, id, st, created, now, F, 'breaker', open_until + spread(id, 1000))
+    end
+    -- Half-open: one probe at a time decides.
+    if b[2] and b[2] ~= id then
+      local ph = redis.call('HMGET', p .. 'job:' .. b[2], 'state', 'lease_until')
+      if ph[1] == 'delivering' and tonumber(ph[2] or 0) > now then
+        return park(p, id, st, created, now, F, 'breaker', now + PARK_BACKSTOP + spread(id, 1000))
+      end
+    end
+    redis.call('HSET', fl, 'probe', id)
+  end
+  local fin = p .. 'fin:' .. F
+  if cap and cap > 0 and redis.call('ZCARD', fin) >= cap then
+    -- Full, or holding attempts of workers that died: their leases ended.
+    redis.call('ZREMRANGEBYSCORE', fin, '-inf', now)
+    if redis.call('ZCARD', fin) >= cap and not (st == 'delivering' and redis.call('ZSCORE', fin, id)) then
+      return park(p, id, st, created, now, F, 'in_flight', now + PARK_BACKSTOP + spread(id, 1000))
+    end
+  end
+  if rate then
+    local fr = p .. 'fr:' .. F
+    redis.call('ZREMRANGEBYSCORE', fr, '-inf', now - RATE_WINDOW)
+    if redis.call('ZCARD', fr) >= rate then
+      -- Come back when a send leaves the window: the k-th waiter when the
+      -- k-th oldest does (a window later for each full window ahead).
+      redis.call('ZADD', p .. 'fw:' .. F, 'NX', now, id)
+      local k = redis.call('ZRANK', p .. 'fw:' .. F, id)
+      local at = redis.call('ZRANGE', fr, k % rate, k % rate, 'WITHSCORES')
+      local wake = tonumber(at[2] or now) + RATE_WINDOW * (1 + math.floor(k / rate))
+      return park(p, id, st, created, now, F, 'rate_limit', wake)
+    end
+    redis.call('ZADD', fr, now, id .. ':' .. now)
+  end
+  if cap and cap > 0 then redis.call('ZADD', fin, lease_until, id) end
+  return nil
+end
+
+-- After an attempt of job `id` on flow F was recorded, leaving it in state
+-- `nxt`: counts it ('ok' / 'fail' / '' = says nothing about the receiver),
+-- moves the breaker, frees the slot and wakes whoever waits for it.
+-- `cfg`: {failures = BREAKER_FAILURES (0: no breaker), cooldown = ms}.
+-- Returns the flow's consecutive failures and 'opened' / 'closed' / ''.
+local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint)
+  local fl = p .. 'fl:' .. F
+  local freed = redis.call('ZREM', p .. 'fin:' .. F, id)
+  local fails, change = 0, ''
+  local h = redis.call('HMGET', fl, 'fails', 'open_until', 'probe')
+  if verdict == 'ok' then
+    if h[1] and h[1] ~= '0' then redis.call('HSET', fl, 'fails', 0) end
+    if h[2] then
+      redis.call('HDEL', fl, 'open_until', 'probe')
+      change = 'closed'
+    end
+  elseif verdict == 'fail' then
+    fails = redis.call('HINCRBY', fl, 'fails', 1)
+    local open = h[2] and tonumber(h[2]) > now
+    if cfg.failures > 0 and (h[3] == id or (fails >= cfg.failures and not open)) then
+      redis.call('HSET', fl, 'open_until', now + cfg.cooldown)
+      redis.call('HDEL', fl, 'probe')
+      change = 'opened'
+    end
+  else
+    fails = tonumber(h[1] or 0)
+  end
+  if endpoint and nxt ~= 'scheduled' and redis.call('ZREM', p .. 'ord:' .. F, id) == 1 then
+    -- An ordered delivery is done: the next one goes now.
+    local head = redis.call('ZRANGE', p .. 'ord:' .. F, 0, 0)[1]
+    if head then
+      local key = p .. 'job:' .. head
+      local hs = redis.call('HMGET', key, 'state', 'waiting')
+      if hs[1] == 'scheduled' and hs[2] then
+        redis.call('HSET', key, 'next_attempt_at', now)
+        redis.call('ZADD', p .. 'due', now, head)
+      end
+    end
+  end
+  if change == 'closed' then
+    wake_parked(p, F, 10, now)
+  elseif freed == 1 and change ~= 'opened' then
+    wake_parked(p, F, 1, now)
+  end
+  if endpoint and verdict ~= '' then
+    -- Per endpoint, per 10 minutes: attempts by outcome and duration
+    -- (buckets 25% apart) for the stats API, kept a day and a bit. One
+    -- field per pair keeps it one command per attempt.
+    local bucket = p .. 'fs:' .. F .. ':' .. math.floor(now / 600000)
+    local field = verdict
+    if verdict == 'fail' and nxt == 'failed' then field = 'exhausted' end
+    local d = 0
+    if dur > 0 then d = math.floor(math.log(dur) / math.log(1.25)) + 1 end
+    if redis.call('HINCRBY', bucket, field .. ':' .. d, 1) == 1 then redis.call('EXPIRE', bucket, 90000) end
+  end
+  return fails, change
+end
