@@ -6,10 +6,12 @@
 //! `BENCH_ONLY=latency` runs only the POST-to-delivery latency section
 //! (`latency.rs`; `BENCH_LATENCY_SECS` per rate, default 60) and updates
 //! its rows in `results.json`, keeping the others. `BENCH_ONLY=fanout` runs
-//! only the fan-out section (`fanout.rs`).
+//! only the fan-out section (`fanout.rs`), `BENCH_ONLY=flow` only the
+//! section with 10% dead endpoints (`flow.rs`).
 
 mod cluster;
 mod fanout;
+mod flow;
 mod latency;
 
 use std::{
@@ -367,6 +369,7 @@ async fn bench() -> anyhow::Result<()> {
     let only_e2e = only == "e2e";
     let only_cluster = only == "cluster";
     let only_fanout = only == "fanout";
+    let only_flow = only == "flow";
     let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
 
     // Our own Redis, without persistence, so runs are comparable.
@@ -399,6 +402,11 @@ async fn bench() -> anyhow::Result<()> {
             wait_ready(&http, &base).await?;
             return fanout::run(&env, &http, &base, &mut procs, &mut report).await;
         }
+        if only_flow {
+            procs.add("app", env.spawn("hook-slinger-app", &[])?);
+            wait_ready(&http, &base).await?;
+            return flow::run(&env, &http, &base, &mut procs, &mut report).await;
+        }
         if only_latency {
             procs.add("app", env.spawn("hook-slinger-app", &[])?);
             wait_ready(&http, &base).await?;
@@ -408,6 +416,7 @@ async fn bench() -> anyhow::Result<()> {
                 return Ok(());
             }
             fanout::run(&env, &http, &base, &mut procs, &mut report).await?;
+            flow::run(&env, &http, &base, &mut procs, &mut report).await?;
         }
         latency::run(&env, &base, &mut procs, &mut report).await?;
         procs.stop("app");
@@ -418,7 +427,7 @@ async fn bench() -> anyhow::Result<()> {
     let _ = redis.kill();
     let _ = redis.wait();
     result?;
-    report.write(only_latency || only_e2e || only_cluster || only_fanout)
+    report.write(only_latency || only_e2e || only_cluster || only_fanout || only_flow)
 }
 
 /// Accept rates, end-to-end throughput, latency at 500/s and backlog drain,
