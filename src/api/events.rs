@@ -99,7 +99,8 @@ struct DeliveryView {
     endpoint_id: String,
     /// Where it went when the event was fanned out.
     url: String,
-    /// `queued`, `delivering`, `scheduled`, `succeeded` or `failed`.
+    /// `queued`, `delivering`, `scheduled`, `succeeded`, `failed` or `held`
+    /// (a delivery kept while its endpoint is disabled).
     state: String,
     /// Attempts made.
     attempts: u32,

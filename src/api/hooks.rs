@@ -211,7 +211,9 @@ pub(super) struct AttemptView {
 struct JobView {
     /// The id.
     job_id: String,
-    /// `queued`, `delivering`, `scheduled` (retry waiting), `succeeded` or `failed`.
+    /// `queued`, `delivering`, `scheduled` (retry waiting, or held back by
+    /// flow control), `succeeded`, `failed` or `held` (a delivery kept while
+    /// its endpoint is disabled).
     state: String,
     /// Group label.
     #[oai(skip_serializing_if_is_none)]

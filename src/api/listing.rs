@@ -32,7 +32,9 @@ enum ApiTags {
 struct JobSummaryView {
     /// The id.
     job_id: String,
-    /// `queued`, `delivering`, `scheduled` (retry waiting), `succeeded` or `failed`.
+    /// `queued`, `delivering`, `scheduled` (retry waiting, or held back by
+    /// flow control), `succeeded`, `failed` or `held` (a delivery kept while
+    /// its endpoint is disabled).
     state: String,
     /// Group label.
     #[oai(skip_serializing_if_is_none)]
@@ -161,9 +163,9 @@ impl ListingApi {
         &self,
         _auth: TokenAuth,
         service: Data<&HookService>,
-        /// `queued`, `delivering`, `scheduled`, `succeeded` or `failed`
-        /// (empty: any).
-        #[oai(validator(pattern = r"^(queued|delivering|scheduled|succeeded|failed)?$"))]
+        /// `queued`, `delivering`, `scheduled`, `succeeded`, `failed` or
+        /// `held` (empty: any).
+        #[oai(validator(pattern = r"^(queued|delivering|scheduled|succeeded|failed|held)?$"))]
         state: Query<Option<String>>,
         /// Only jobs with this group (empty: any).
         #[oai(validator(max_length = 64, pattern = r"^[A-Za-z0-9._:-]*$"))]
