@@ -47,8 +47,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct FlowSettings {
     /// `BREAKER_FAILURES` (default 10; 0 turns breakers off): consecutive
-    /// failed attempts to one endpoint (or plain-job host) that open its
-    /// circuit breaker.
+    /// failed attempts to one endpoint that open its circuit breaker.
     pub breaker_failures: u32,
     /// `BREAKER_COOLDOWN` (seconds, default 30): how long an open breaker
     /// holds deliveries back before one probe may try.

@@ -217,6 +217,10 @@ impl EndpointService {
         id: &EndpointId,
         failures: u64,
     ) -> Result<bool, EndpointError> {
+        // Attempts still out when it was disabled fail too: no write then.
+        if self.get(tenant, id).await?.disabled {
+            return Ok(false);
+        }
         let (ep, was_disabled) = self
             .change(tenant, id, |ep, now| {
                 if !ep.disabled {

@@ -5,12 +5,12 @@
 -- A flow is one endpoint (`<tenant>:<endpoint id>`) for deliveries of
 -- events, or one destination (`h:<host[:port]>`) for plain jobs. Per flow,
 -- under the shard's prefix:
---   fl:<F>   hash  fails (consecutive failed attempts), open_until (ms,
+--   fl:<F>   hash  (endpoints) fails (consecutive failed attempts), open_until (ms,
 --                  breaker open or half-open), probe (the half-open probe's
 --                  job), seq (order of an ordered endpoint's deliveries)
 --   fin:<F>  zset  attempts in flight, scored by their lease's end: a
 --                  worker that died stops counting when its lease does
---   fw:<F>   zset  parked deliveries, by when they first waited
+--   fw:<F>   zset  parked deliveries (jobs, for a host), by when they first waited
 --   fr:<F>   zset  the last second's sends (rate limit), by time
 --   ord:<F>  zset  an ordered endpoint's open deliveries, by `seq`
 --   held:<F> zset  deliveries kept while the endpoint is disabled
@@ -71,18 +71,22 @@ local function hold(p, id, st, created, now, F)
   return {'held'}
 end
 
--- Wakes up to `n` parked deliveries of flow F: due now.
+-- Wakes up to `n` deliveries of flow F parked for a slot, the breaker or
+-- their turn: due now. Those waiting for the rate limit are left alone
+-- (they come back when their send fits), stale entries dropped.
 local function wake_parked(p, F, n, now)
   local fw = p .. 'fw:' .. F
   local woken = 0
-  while woken < n do
-    local head = redis.call('ZPOPMIN', fw)
-    if #head == 0 then break end
-    local key = p .. 'job:' .. head[1]
+  for _, id in ipairs(redis.call('ZRANGE', fw, 0, 4 * n - 1)) do
+    if woken >= n then break end
+    local key = p .. 'job:' .. id
     local h = redis.call('HMGET', key, 'state', 'waiting')
-    if h[1] == 'scheduled' and h[2] then
+    if h[1] ~= 'scheduled' or not h[2] then
+      redis.call('ZREM', fw, id)
+    elseif h[2] ~= 'rate_limit' then
+      redis.call('ZREM', fw, id)
       redis.call('HSET', key, 'next_attempt_at', now)
-      redis.call('ZADD', p .. 'due', now, head[1])
+      redis.call('ZADD', p .. 'due', now, id)
       woken = woken + 1
     end
   end
@@ -118,7 +122,11 @@ local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
       end
     end
   end
-  local b = redis.call('HMGET', fl, 'open_until', 'probe')
+  -- Breakers are per endpoint: plain jobs keep the original's contract
+  -- (each fails after its MAX_RETRIES), and their per-host cap below is
+  -- what keeps a dead host from starving the others.
+  local b = {false, false}
+  if ep then b = redis.call('HMGET', fl, 'open_until', 'probe') end
   if b[1] then
     local open_until = tonumber(b[1])
     if open_until > now then
@@ -167,10 +175,15 @@ end
 local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint)
   local fl = p .. 'fl:' .. F
   local freed = redis.call('ZREM', p .. 'fin:' .. F, id)
+  if not endpoint then
+    if freed == 1 then wake_parked(p, F, 1, now) end
+    return 0, ''
+  end
   local fails, change = 0, ''
   local h = redis.call('HMGET', fl, 'fails', 'open_until', 'probe')
   if verdict == 'ok' then
-    if h[1] and h[1] ~= '0' then redis.call('HSET', fl, 'fails', 0) end
+    -- HDEL, not 0: a healthy endpoint keeps no flow record at all.
+    if h[1] then redis.call('HDEL', fl, 'fails') end
     if h[2] then
       redis.call('HDEL', fl, 'open_until', 'probe')
       change = 'closed'
@@ -186,7 +199,7 @@ local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint)
   else
     fails = tonumber(h[1] or 0)
   end
-  if endpoint and nxt ~= 'scheduled' and redis.call('ZREM', p .. 'ord:' .. F, id) == 1 then
+  if nxt ~= 'scheduled' and redis.call('ZREM', p .. 'ord:' .. F, id) == 1 then
     -- An ordered delivery is done: the next one goes now.
     local head = redis.call('ZRANGE', p .. 'ord:' .. F, 0, 0)[1]
     if head then
@@ -203,7 +216,7 @@ local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint)
   elseif freed == 1 and change ~= 'opened' then
     wake_parked(p, F, 1, now)
   end
-  if endpoint and verdict ~= '' then
+  if verdict ~= '' then
     -- Per endpoint, per 10 minutes: attempts by outcome and duration
     -- (buckets 25% apart) for the stats API, kept a day and a bit. One
     -- field per pair keeps it one command per attempt.
