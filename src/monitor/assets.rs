@@ -15,6 +15,7 @@ const CSS: &str = r#"
   --scheduled: #b45309; --scheduled-bg: #fef3c7;
   --succeeded: #047857; --succeeded-bg: #def7ec;
   --failed: #c81e1e; --failed-bg: #fde8e8;
+  --held: #0e7490; --held-bg: #cffafe;
   --radius: 10px;
 }
 * { box-sizing: border-box; }
@@ -44,7 +45,7 @@ a.card:hover { text-decoration: none; border-color: #c7d2fe; }
 .card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .4px; }
 .card.queued { border-top: 3px solid var(--queued); } .card.delivering { border-top: 3px solid var(--delivering); }
 .card.scheduled { border-top: 3px solid var(--scheduled); } .card.succeeded { border-top: 3px solid var(--succeeded); }
-.card.failed { border-top: 3px solid var(--failed); } .card.neutral { border-top: 3px solid #98a2b3; }
+.card.failed { border-top: 3px solid var(--failed); } .card.held { border-top: 3px solid var(--held); } .card.neutral { border-top: 3px solid #98a2b3; }
 .grid2 { display: grid; grid-template-columns: 2fr 1fr; gap: 16px; }
 @media (max-width: 860px) { .grid2 { grid-template-columns: 1fr; } }
 .table-wrap { overflow-x: auto; }
@@ -61,6 +62,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge.scheduled { color: var(--scheduled); background: var(--scheduled-bg); }
 .badge.succeeded, .badge.ok, .badge.alive { color: var(--succeeded); background: var(--succeeded-bg); }
 .badge.failed, .badge.err, .badge.gone { color: var(--failed); background: var(--failed-bg); }
+.badge.held { color: var(--held); background: var(--held-bg); }
+.badge.idle { color: var(--muted); background: #f2f4f7; }
 .muted { color: var(--muted); }
 .small { font-size: 12px; }
 form.inline { display: inline; }
@@ -78,6 +81,7 @@ button:hover { filter: brightness(.97); }
 h1.mono { font-size: 16px; word-break: break-all; }
 .flash { padding: 10px 14px; border-radius: 8px; margin-bottom: 14px; background: #ecfdf3; color: #05603a; border: 1px solid #abefc6; }
 .flash.bad { background: #fef3f2; color: #b42318; border-color: #fecdca; }
+.held-banner form { margin-left: 6px; }
 .pager { display: flex; justify-content: space-between; align-items: center; margin-top: 12px; }
 dl.kv { display: grid; grid-template-columns: max-content 1fr; gap: 6px 16px; margin: 0; }
 dl.kv dt { color: var(--muted); } dl.kv dd { margin: 0; word-break: break-all; }

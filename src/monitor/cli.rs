@@ -12,12 +12,13 @@ use serde::Serialize;
 use crate::{
     config::{ColorMode, LogSettings},
     domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
+    endpoints::BreakerState,
     jobs::{JobRecord, JobState},
     store::{events::EventRead, Cursor, JobFilter, JobSummary, Requeue, WorkerInfo},
 };
 
 use super::{
-    console::{parse_time, Console, ConsoleError, EndpointHealth, Selection, BULK_REQUEUE_RATE},
+    console::{parse_time, Console, ConsoleError, EndpointHealth, Health, Selection, BULK_REQUEUE_RATE},
     views::relative,
 };
 
@@ -40,7 +41,7 @@ pub enum Command {
     Serve,
     /// List jobs, newest first.
     Jobs {
-        /// queued, delivering, scheduled, succeeded or failed.
+        /// queued, delivering, scheduled, succeeded, failed or held.
         #[arg(long)]
         state: Option<String>,
         /// Only this group.
@@ -86,8 +87,9 @@ pub enum Command {
     Workers,
     /// Counts per state, queue depth, last hour's deliveries, workers.
     Stats,
-    /// List endpoints with their last hour's success rate and latest
-    /// failure: one tenant's, or every tenant's.
+    /// List endpoints with their health (last hour's success rate),
+    /// breaker, held deliveries and latest failure: one tenant's, or every
+    /// tenant's.
     Endpoints {
         /// Only this tenant's.
         #[arg(long)]
@@ -628,8 +630,25 @@ struct EndpointRow<'a> {
     description: &'a str,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    max_in_flight: u32,
+    rate_limit: Option<u32>,
+    ordered: bool,
     last_hour: LastHour,
+    health: &'static str,
+    breaker: Breaker,
+    in_flight: u64,
+    waiting: u64,
+    held: u64,
     last_failure: Option<Failed<'a>>,
+}
+
+/// An endpoint's breaker as `endpoints --json` prints it.
+#[derive(Serialize)]
+struct Breaker {
+    /// `closed`, `open` or `half_open`.
+    state: &'static str,
+    open_until: Option<DateTime<Utc>>,
+    consecutive_failures: u64,
 }
 
 #[derive(Serialize)]
@@ -647,6 +666,7 @@ struct Failed<'a> {
 
 fn endpoint_row(h: &EndpointHealth) -> EndpointRow<'_> {
     let ep = &h.endpoint;
+    let now = &h.stats.now;
     EndpointRow {
         endpoint_id: ep.id.as_str(),
         tenant: ep.tenant.as_str(),
@@ -657,11 +677,24 @@ fn endpoint_row(h: &EndpointHealth) -> EndpointRow<'_> {
         description: &ep.description,
         created_at: ep.created_at,
         updated_at: ep.updated_at,
+        max_in_flight: ep.max_in_flight,
+        rate_limit: ep.rate_limit,
+        ordered: ep.ordered,
         last_hour: LastHour {
-            attempts: h.attempts_last_hour,
-            succeeded: h.succeeded_last_hour,
+            attempts: h.stats.hour.attempts(),
+            succeeded: h.stats.hour.succeeded,
             success_rate: h.success_rate(),
         },
+        health: h.health().as_str(),
+        breaker: Breaker {
+            state: now.breaker.as_str(),
+            // Only while it means something: past it, the breaker is half open.
+            open_until: now.open_until.filter(|_| now.breaker == BreakerState::Open),
+            consecutive_failures: now.consecutive_failures,
+        },
+        in_flight: now.in_flight,
+        waiting: now.waiting,
+        held: now.held,
         last_failure: h.last_failure.as_ref().map(|f| Failed { at: f.at, error: &f.error }),
     }
 }
@@ -672,20 +705,47 @@ fn endpoints(o: &mut Output<'_>, rows: &[EndpointHealth]) -> Result<(), CliError
         return json_line(o, &serde_json::json!({ "endpoints": endpoints }));
     }
     let table = Table {
-        head: vec!["TENANT", "ENDPOINT", "URL", "TYPES", "FILTER", "SUCCESS 1H", "LAST FAILURE", "STATUS"],
+        head: vec![
+            "TENANT",
+            "ENDPOINT",
+            "URL",
+            "TYPES",
+            "FILTER",
+            "HEALTH 1H",
+            "BREAKER",
+            "HELD",
+            "LAST FAILURE",
+            "STATUS",
+        ],
         rows: rows
             .iter()
             .map(|h| {
                 let r = endpoint_row(h);
                 let types = if r.event_types.is_empty() { "*".to_owned() } else { r.event_types.join(",") };
                 let filter = r.filter.map(|f| serde_json::Value::Object(f.clone()).to_string());
-                let rate = match r.last_hour.success_rate {
-                    Some(rate) => (
-                        format!("{:.0}% of {}", rate * 100.0, r.last_hour.attempts),
-                        Some(if rate >= 0.95 { Style::new().green() } else { Style::new().red() }),
-                    ),
-                    None => plain("-"),
+                let style = match h.health() {
+                    Health::Healthy => Some(Style::new().green()),
+                    Health::Failing => Some(Style::new().red()),
+                    Health::NoTraffic => None,
                 };
+                let rate = match r.last_hour.success_rate {
+                    Some(rate) => format!("{} {:.0}% of {}", r.health, rate * 100.0, r.last_hour.attempts),
+                    None => r.health.to_owned(),
+                };
+                let breaker = match (h.stats.now.breaker, r.breaker.open_until) {
+                    (BreakerState::Open, Some(t)) => format!("open until {}", t.format("%H:%M:%S")),
+                    (state, _) => state.as_str().to_owned(),
+                };
+                let breaker = match r.breaker.consecutive_failures {
+                    0 => breaker,
+                    n => format!("{breaker} ({n} failed in a row)"),
+                };
+                let breaker_style = match h.stats.now.breaker {
+                    BreakerState::Closed => None,
+                    BreakerState::Open => Some(Style::new().red()),
+                    BreakerState::HalfOpen => Some(Style::new().yellow()),
+                };
+                let held_style = (r.held > 0).then(|| Style::new().cyan());
                 let failure = r.last_failure.as_ref().map(|f| {
                     format!("{} {}", relative(Utc::now(), f.at), f.error.chars().take(48).collect::<String>())
                 });
@@ -695,7 +755,9 @@ fn endpoints(o: &mut Output<'_>, rows: &[EndpointHealth]) -> Result<(), CliError
                     plain(r.url),
                     plain(types),
                     plain(filter.unwrap_or_else(|| "-".to_owned())),
-                    rate,
+                    (rate, style),
+                    (breaker, breaker_style),
+                    (r.held.to_string(), held_style),
                     plain(failure.unwrap_or_else(|| "-".to_owned())),
                     if r.disabled {
                         ("disabled".to_owned(), Some(Style::new().red()))

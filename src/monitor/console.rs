@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::{
     config::{Retention, Settings},
     domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
-    endpoints::{Endpoint, EndpointError, EndpointInput, EndpointService},
+    endpoints::{BreakerState, Endpoint, EndpointError, EndpointInput, EndpointService, EndpointStats},
     events::{EventError, EventService, EventWithDeliveries},
     jobs::{Attempt, JobRecord, JobState},
     queue::{Queue, QueueError},
@@ -264,14 +264,16 @@ impl Console {
     }
 }
 
-/// Latest deliveries of an endpoint read to judge its health: the success
-/// rate and last failure are of these deliveries' attempts, so that a page
-/// of endpoints costs a bounded number of reads however busy they are.
+/// Latest deliveries of an endpoint read for its last failure, so that a
+/// page of endpoints costs a bounded number of reads however busy they are.
 pub const HEALTH_SAMPLE: usize = 50;
 
 /// Endpoints per page on the monitor's endpoints page (and per read in the
 /// CLI, which reads every page).
 pub const ENDPOINTS_PAGE: usize = 50;
+
+/// The last hour's success rate at or above which an endpoint is healthy.
+pub const HEALTHY_RATE: f64 = 0.95;
 
 /// An attempt that did not get a 2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,17 +284,39 @@ pub struct Failure {
     pub error: String,
 }
 
-/// An endpoint and how its latest deliveries went.
+/// An endpoint's health in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// At least [`HEALTHY_RATE`] of the last hour's attempts succeeded.
+    Healthy,
+    /// Fewer did, or its breaker is not closed.
+    Failing,
+    /// No attempt in the last hour.
+    NoTraffic,
+}
+
+impl Health {
+    /// The word in the UI, the table and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Failing => "failing",
+            Self::NoTraffic => "no traffic",
+        }
+    }
+}
+
+/// An endpoint, its flow (breaker, in flight, held) and how its attempts
+/// went.
 #[derive(Debug, Clone)]
 pub struct EndpointHealth {
     /// The endpoint.
     pub endpoint: Endpoint,
-    /// Attempts started within the last hour (of its latest
-    /// [`HEALTH_SAMPLE`] deliveries).
-    pub attempts_last_hour: u64,
-    /// How many of those got a 2xx answer.
-    pub succeeded_last_hour: u64,
-    /// The latest attempt that failed, if any.
+    /// Its attempts over the last hour and day, and its flow now, as flow
+    /// control counts them (every attempt, not a sample).
+    pub stats: EndpointStats,
+    /// The latest failed attempt among its latest [`HEALTH_SAMPLE`]
+    /// deliveries, if any.
     pub last_failure: Option<Failure>,
 }
 
@@ -310,25 +334,43 @@ fn outcome(a: &Attempt) -> String {
     }
 }
 
+/// The latest failed attempt in the attempt logs of `deliveries`.
+fn last_failure(deliveries: &[JobRecord]) -> Option<Failure> {
+    deliveries
+        .iter()
+        .flat_map(|d| &d.attempt_log)
+        .filter(|a| !succeeded(a))
+        .max_by_key(|a| a.started_at)
+        .map(|a| Failure { at: a.started_at, error: outcome(a) })
+}
+
 impl EndpointHealth {
-    /// Judges `endpoint` by the attempt logs of `deliveries` as of `now`.
-    pub fn of(endpoint: Endpoint, deliveries: &[JobRecord], now: DateTime<Utc>) -> Self {
-        let hour_ago = now - chrono::Duration::hours(1);
-        let attempts = || deliveries.iter().flat_map(|d| &d.attempt_log);
-        let recent = attempts().filter(|a| a.started_at > hour_ago);
-        let (attempts_last_hour, succeeded_last_hour) =
-            recent.fold((0, 0), |(n, ok), a| (n + 1, ok + u64::from(succeeded(a))));
-        let last_failure = attempts()
-            .filter(|a| !succeeded(a))
-            .max_by_key(|a| a.started_at)
-            .map(|a| Failure { at: a.started_at, error: outcome(a) });
-        Self { endpoint, attempts_last_hour, succeeded_last_hour, last_failure }
+    /// `endpoint` with its `stats` and the latest failure among the attempt
+    /// logs of `deliveries`.
+    pub fn of(endpoint: Endpoint, stats: EndpointStats, deliveries: &[JobRecord]) -> Self {
+        Self { endpoint, stats, last_failure: last_failure(deliveries) }
     }
 
     /// Succeeded attempts over all attempts in the last hour, 0 to 1; `None`
     /// without attempts.
     pub fn success_rate(&self) -> Option<f64> {
-        (self.attempts_last_hour > 0).then(|| self.succeeded_last_hour as f64 / self.attempts_last_hour as f64)
+        self.stats.hour.success_rate()
+    }
+
+    /// The endpoint's health in one word: an open breaker is failing
+    /// whatever the rate says (it stopped sending).
+    pub fn health(&self) -> Health {
+        match (self.success_rate(), self.stats.now.breaker) {
+            (_, BreakerState::Open | BreakerState::HalfOpen) => Health::Failing,
+            (None, _) => Health::NoTraffic,
+            (Some(r), _) if r >= HEALTHY_RATE => Health::Healthy,
+            (Some(_), _) => Health::Failing,
+        }
+    }
+
+    /// Disabled with deliveries kept for it: enabling it sends them.
+    pub fn holds_deliveries(&self) -> bool {
+        self.endpoint.disabled && self.stats.now.held > 0
     }
 }
 
@@ -384,9 +426,13 @@ impl Console {
         Ok(self.endpoints.tenants().await?)
     }
 
-    async fn health(&self, endpoint: Endpoint, now: DateTime<Utc>) -> Result<EndpointHealth, ConsoleError> {
-        let deliveries = self.endpoints.recent_deliveries(&endpoint.tenant, &endpoint.id, HEALTH_SAMPLE).await?;
-        Ok(EndpointHealth::of(endpoint, &deliveries, now))
+    async fn health(&self, endpoint: Endpoint) -> Result<EndpointHealth, ConsoleError> {
+        let (tenant, id) = (&endpoint.tenant, &endpoint.id);
+        let (stats, deliveries) = futures::try_join!(
+            self.endpoints.stats(tenant, id),
+            self.endpoints.recent_deliveries(tenant, id, HEALTH_SAMPLE),
+        )?;
+        Ok(EndpointHealth::of(endpoint, stats, &deliveries))
     }
 
     /// A page of a tenant's endpoints (oldest first, after `after`), each
@@ -397,11 +443,11 @@ impl Console {
         after: Option<&EndpointId>,
         limit: usize,
     ) -> Result<Vec<EndpointHealth>, ConsoleError> {
-        let now = Utc::now();
         let page = self.endpoints.list(tenant, after, limit).await?;
-        // A few endpoints at a time: each is one read of its delivery index
-        // and one of its deliveries.
-        futures::stream::iter(page).map(|ep| self.health(ep, now)).buffered(8).try_collect().await
+        // A few endpoints at a time: each is a read of its stats (one
+        // pipeline of its buckets, one of its flow), of its delivery index
+        // and of its deliveries.
+        futures::stream::iter(page).map(|ep| self.health(ep)).buffered(8).try_collect().await
     }
 
     /// Every endpoint of a tenant, page by page, each with its health.
@@ -426,9 +472,12 @@ impl Console {
         id: &EndpointId,
         limit: usize,
     ) -> Result<(EndpointHealth, Vec<JobRecord>), ConsoleError> {
-        let endpoint = self.endpoints.get(tenant, id).await?;
-        let deliveries = self.endpoints.recent_deliveries(tenant, id, limit.max(HEALTH_SAMPLE)).await?;
-        let health = EndpointHealth::of(endpoint, &deliveries[..deliveries.len().min(HEALTH_SAMPLE)], Utc::now());
+        let (endpoint, stats, deliveries) = futures::try_join!(
+            self.endpoints.get(tenant, id),
+            self.endpoints.stats(tenant, id),
+            self.endpoints.recent_deliveries(tenant, id, limit.max(HEALTH_SAMPLE)),
+        )?;
+        let health = EndpointHealth::of(endpoint, stats, &deliveries[..deliveries.len().min(HEALTH_SAMPLE)]);
         Ok((health, deliveries.into_iter().take(limit).collect()))
     }
 
@@ -501,6 +550,7 @@ pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoints::{FlowNow, Window};
 
     fn attempt(status: Option<u16>, error: Option<&str>, ago_min: i64, now: DateTime<Utc>) -> Attempt {
         Attempt {
@@ -532,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn health_counts_the_last_hours_attempts_and_names_the_latest_failure() {
+    fn health_is_the_last_hours_rate_or_the_breaker_and_names_the_latest_failure() {
         let now = Utc::now();
         let ep: Endpoint = serde_json::from_value(serde_json::json!({
             "id": format!("ep_{}", uuid::Uuid::new_v4().simple()), "tenant": "t", "url": "http://127.0.0.1:9/",
@@ -557,19 +607,30 @@ mod tests {
             stop_reason: None,
             attempt_log: log,
         };
-        let none = EndpointHealth::of(ep.clone(), &[], now);
-        assert_eq!((none.success_rate(), none.last_failure), (None, None));
+        let stats = |succeeded, failed_attempts, breaker| EndpointStats {
+            hour: {
+                // Its duration buckets are the store's; the counts are enough here.
+                let mut w = Window::default();
+                (w.succeeded, w.failed_attempts) = (succeeded, failed_attempts);
+                w
+            },
+            day: Window::default(),
+            now: FlowNow { breaker, open_until: None, consecutive_failures: 0, in_flight: 0, waiting: 0, held: 0 },
+        };
+        let none = EndpointHealth::of(ep.clone(), stats(0, 0, BreakerState::Closed), &[]);
+        assert_eq!((none.success_rate(), none.last_failure.clone(), none.health()), (None, None, Health::NoTraffic));
         let jobs = [
             job(vec![attempt(Some(500), None, 5, now), attempt(Some(200), None, 4, now)]),
             job(vec![attempt(None, Some("connection refused"), 3, now), attempt(Some(204), None, 2, now)]),
-            // Older than an hour: not in the rate, but still the last failure seen before.
             job(vec![attempt(Some(503), Some("busy"), 90, now)]),
         ];
-        let h = EndpointHealth::of(ep, &jobs, now);
-        assert_eq!((h.attempts_last_hour, h.succeeded_last_hour), (4, 2));
-        assert_eq!(h.success_rate(), Some(0.5));
+        let h = EndpointHealth::of(ep.clone(), stats(2, 2, BreakerState::Closed), &jobs);
+        assert_eq!((h.success_rate(), h.health()), (Some(0.5), Health::Failing));
         let last = h.last_failure.unwrap();
         assert_eq!(last.error, "connection refused");
         assert_eq!(last.at, now - chrono::Duration::minutes(3));
+        assert_eq!(EndpointHealth::of(ep.clone(), stats(99, 1, BreakerState::Closed), &[]).health(), Health::Healthy);
+        // A breaker that stopped sending is failing, even on a good rate.
+        assert_eq!(EndpointHealth::of(ep, stats(99, 1, BreakerState::Open), &[]).health(), Health::Failing);
     }
 }

@@ -68,7 +68,7 @@ impl Done {
             }
             "purged" => (true, format!("{n} succeeded jobs deleted.")),
             "disabled" => (true, "The endpoint is disabled: it matches no new event.".to_owned()),
-            "enabled" => (true, "The endpoint is enabled again.".to_owned()),
+            "enabled" => (true, "The endpoint is enabled again; deliveries held for it are on their way.".to_owned()),
             "rotated" => {
                 (true, "The endpoint has a new secret; the old one keeps signing beside it for 24 hours.".to_owned())
             }

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::{
     domain::{EventId, TenantId},
-    endpoints::Endpoint,
+    endpoints::{BreakerState, Endpoint, FlowNow, Window},
     events::EventWithDeliveries,
     jobs::{DeliveryRef, JobRecord, JobState},
     store::{events::EventRead, JobSummary, MinuteStats, WorkerInfo},
@@ -18,7 +18,7 @@ use crate::{
 
 use super::{
     assets,
-    console::{EndpointHealth, Overview, HEALTH_SAMPLE},
+    console::{EndpointHealth, Health, Overview, HEALTH_SAMPLE},
 };
 
 /// Which navigation entry is highlighted.
@@ -149,6 +149,7 @@ pub(super) fn overview(frame: &Frame, o: &Overview, recent_failures: &[JobSummar
                 (card(JobState::Scheduled, "Retry scheduled"))
                 (card(JobState::Succeeded, "Succeeded"))
                 (card(JobState::Failed, "Failed"))
+                (card(JobState::Held, "Held"))
             }
             div.cards {
                 div.card.neutral { div.k { "Queue depth" } div.n { (o.queue_depth) }
@@ -441,6 +442,10 @@ pub(super) fn job(frame: &Frame, now: DateTime<Utc>, job: &JobRecord, stuck_afte
                 @if let Some(why) = &job.stop_reason {
                     p.muted { "Stopped: " (why) }
                 }
+                @if job.state == JobState::Held {
+                    p.muted #held-note { "Held: its endpoint is disabled. Enabling the endpoint sends it, \
+                        without spending an attempt." }
+                }
                 @if job.attempt_log.is_empty() {
                     div.empty { "No attempt yet." }
                 } @else {
@@ -584,18 +589,6 @@ fn filter_text(ep: &Endpoint) -> Option<String> {
     ep.filter.as_ref().map(|f| serde_json::Value::Object(f.as_json().clone()).to_string())
 }
 
-fn success_rate(h: &EndpointHealth) -> Markup {
-    html! {
-        @match h.success_rate() {
-            Some(r) => span title={ (h.succeeded_last_hour) " of " (h.attempts_last_hour) " attempts succeeded" } {
-                span class={ "badge " (if r >= 0.95 { "ok" } else { "err" }) } { (format!("{:.0} %", r * 100.0)) }
-                " " span.small.muted { "of " (h.attempts_last_hour) }
-            },
-            None => span.muted { "—" },
-        }
-    }
-}
-
 fn last_failure(now: DateTime<Utc>, h: &EndpointHealth) -> Markup {
     html! {
         @match &h.last_failure {
@@ -608,6 +601,76 @@ fn last_failure(now: DateTime<Utc>, h: &EndpointHealth) -> Markup {
 fn enabled_badge(ep: &Endpoint) -> Markup {
     html! {
         @if ep.disabled { span.badge.gone { "disabled" } } @else { span.badge.alive { "enabled" } }
+    }
+}
+
+/// The last hour's success rate and what it means in one word.
+fn health(h: &EndpointHealth) -> Markup {
+    let hour = &h.stats.hour;
+    let word = h.health();
+    let class = match word {
+        Health::Healthy => "ok",
+        Health::Failing => "err",
+        Health::NoTraffic => "idle",
+    };
+    html! {
+        span class={ "badge " (class) } { (word.as_str()) }
+        @if let Some(r) = hour.success_rate() {
+            " " span title={ (hour.succeeded) " of " (hour.attempts()) " attempts succeeded" } {
+                (format!("{:.0} %", r * 100.0)) " " span.small.muted { "of " (hour.attempts()) }
+            }
+        }
+    }
+}
+
+/// A breaker's state (with when an open one tries again) and the failures
+/// in a row that opened it or may.
+fn breaker(now: &FlowNow) -> Markup {
+    html! {
+        @match (now.breaker, now.open_until) {
+            (BreakerState::Open, Some(t)) => span.badge.err title=(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)) {
+                "open until " (t.format("%H:%M:%S"))
+            },
+            (BreakerState::Open, None) => span.badge.err { "open" },
+            (BreakerState::HalfOpen, _) => span.badge.scheduled { "half open" },
+            (BreakerState::Closed, _) => span.badge.ok { "closed" },
+        }
+        @if now.consecutive_failures > 0 {
+            " " span.small.muted { (now.consecutive_failures) " failed in a row" }
+        }
+    }
+}
+
+/// One row of the attempts table.
+fn window_row(label: &str, id: &str, w: &Window) -> Markup {
+    let ms = |q: f64| w.duration_quantile(q).map(|d| format!("{d} ms")).unwrap_or_else(|| "—".to_owned());
+    html! {
+        tr id=(id) {
+            td { (label) }
+            td.num { (w.attempts()) }
+            td.num { (w.succeeded) }
+            td.num { @match w.success_rate() { Some(r) => (format!("{:.1} %", r * 100.0)), None => "—" } }
+            td.num { (ms(0.5)) }
+            td.num { (ms(0.99)) }
+        }
+    }
+}
+
+/// What an operator must know about a disabled endpoint with held
+/// deliveries, and the button that sends them.
+fn held_banner(csrf: &str, h: &EndpointHealth, back: &str) -> Markup {
+    let ep = &h.endpoint;
+    let held = h.stats.now.held;
+    html! {
+        div.flash.bad.held-banner #{ "held-" (ep.id) } role="alert" {
+            "Endpoint " span.mono { (ep.id) } " is disabled; " (held)
+            @if held == 1 { " delivery is held." } @else { " deliveries are held." }
+            " Enable it to send them. "
+            form.inline method="post" action={ (endpoint_href(&ep.tenant, &ep.id)) "/enable" } {
+                (csrf_field(csrf)) input type="hidden" name="back" value=(back);
+                button.primary #{ "release-" (ep.id) } type="submit" { "Enable" }
+            }
+        }
     }
 }
 
@@ -657,6 +720,7 @@ pub(super) fn endpoints(
         p.small { a href="/tenants" { "← Tenants" } }
         h1 { "Endpoints of " (tenant) }
         p { a #events-link href={ "/tenants/" (tenant) "/events" } { "Recent events →" } }
+        @for h in rows.iter().filter(|h| h.holds_deliveries()) { (held_banner(frame.csrf, h, "list")) }
         div.panel {
             @if rows.is_empty() {
                 div.empty { "This tenant has no endpoints." }
@@ -664,7 +728,7 @@ pub(super) fn endpoints(
                 div.table-wrap { table #endpoints {
                     thead { tr {
                         th { "Endpoint" } th { "Event types" } th { "Filter" }
-                        th { "Success, last hour" } th { "Last failure" } th { "Status" } th { "Actions" }
+                        th { "Health, last hour" } th { "Breaker" } th { "Last failure" } th { "Status" } th { "Actions" }
                     } }
                     tbody {
                         @for h in rows {
@@ -676,9 +740,11 @@ pub(super) fn endpoints(
                                 }
                                 td.mono.wrap.mid.types { (types_text(ep)) }
                                 td.mono.wrap.mid.filter { @match filter_text(ep) { Some(f) => (f), None => span.muted { "—" } } }
-                                td { (success_rate(h)) }
+                                td.health { (health(h)) }
+                                td.breaker { (breaker(&h.stats.now)) }
                                 td.wrap { (last_failure(now, h)) }
-                                td.state { (enabled_badge(ep)) }
+                                td.state { (enabled_badge(ep)) @if h.stats.now.held > 0 {
+                                    " " span.small.muted { (h.stats.now.held) " held" } } }
                                 td { (endpoint_actions(frame.csrf, ep, "list")) }
                             }
                         }
@@ -686,7 +752,8 @@ pub(super) fn endpoints(
                 } }
             }
             div.pager {
-                span.small.muted { "Success rate and last failure are of each endpoint's latest " (HEALTH_SAMPLE) " deliveries." }
+                span.small.muted { "Health is of every attempt in the last hour; the last failure of each endpoint's latest "
+                    (HEALTH_SAMPLE) " deliveries." }
                 span.actions {
                     @if paged { a.btn href=(endpoints_href(tenant)) { "⟲ First" } }
                     @if let Some(c) = next { a.btn href={ (endpoints_href(tenant)) "?after=" (c) } rel="next" { "More →" } }
@@ -748,6 +815,7 @@ pub(super) fn endpoint(frame: &Frame, now: DateTime<Utc>, h: &EndpointHealth, de
     let body = html! {
         p.small { a href=(endpoints_href(&ep.tenant)) { "← Endpoints of " (ep.tenant) } }
         h1.mono { (ep.id) }
+        @if h.holds_deliveries() { (held_banner(frame.csrf, h, "endpoint")) }
         div.grid2 {
             div.panel #endpoint {
                 h2 { "Endpoint" }
@@ -767,22 +835,44 @@ pub(super) fn endpoint(frame: &Frame, now: DateTime<Utc>, h: &EndpointHealth, de
                     @if !ep.headers.is_empty() {
                         dt { "Headers" } dd.mono { (ep.headers.keys().cloned().collect::<Vec<_>>().join(", ")) " " span.small.muted { "(values hidden)" } }
                     }
-                    @if let Some(r) = ep.rate_limit { dt { "Rate limit" } dd { (r) " per second" } }
-                    @if ep.ordered { dt { "Ordered" } dd { "yes" } }
+                    dt { "Max in flight" } dd #max-in-flight { (ep.max_in_flight) }
+                    dt { "Rate limit" } dd #rate-limit { @match ep.rate_limit { Some(r) => { (r) " per second" }, None => span.muted { "none" } } }
+                    dt { "Ordered" } dd #ordered { @if ep.ordered { "yes" } @else { "no" } }
                     @if !ep.description.is_empty() { dt { "Description" } dd { (ep.description) } }
                     dt { "Created" } dd { (ago(now, ep.created_at)) " · " (ep.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
                     dt { "Updated" } dd { (ago(now, ep.updated_at)) }
                 }
                 div.actions { (endpoint_actions(frame.csrf, ep, "endpoint")) }
             }
-            div.panel {
-                h2 { "Health" }
+            div.panel #flow {
+                h2 { "Health and flow" }
                 dl.kv {
-                    dt { "Success, last hour" } dd { (success_rate(h)) }
+                    dt { "Health, last hour" } dd.health { (health(h)) }
+                    dt { "Breaker" } dd.breaker { (breaker(&h.stats.now)) }
+                    dt { "Failures in a row" } dd #consecutive-failures { (h.stats.now.consecutive_failures) }
+                    dt { "In flight" } dd #in-flight { (h.stats.now.in_flight) " of " (ep.max_in_flight) }
+                    dt { "Waiting" } dd #waiting { (h.stats.now.waiting) }
+                    dt { "Held" } dd #held { (h.stats.now.held) }
                     dt { "Last failure" } dd { (last_failure(now, h)) }
                 }
-                p.small.muted { "Of the latest " (HEALTH_SAMPLE) " deliveries' attempts." }
+                p.small.muted { "Waiting: parked by flow control (ordered, breaker, in flight, rate limit). \
+                    Held: kept while the endpoint is disabled. The last failure is of the latest "
+                    (HEALTH_SAMPLE) " deliveries." }
             }
+        }
+        div.panel {
+            h2 { "Attempts" }
+            div.table-wrap { table #windows {
+                thead { tr {
+                    th { "Window" } th.num { "Attempts" } th.num { "Succeeded" } th.num { "Success rate" }
+                    th.num { "p50" } th.num { "p99" }
+                } }
+                tbody {
+                    (window_row("Last hour", "window-hour", &h.stats.hour))
+                    (window_row("Last day", "window-day", &h.stats.day))
+                }
+            } }
+            p.small.muted { "Durations are bucketed: within 25 %." }
         }
         div.panel data-live {
             h2 { "Latest deliveries" }

@@ -10,14 +10,22 @@ use hook_slinger::{domain::TenantId, jobs::JobState, monitor::Console};
 use serde_json::json;
 
 use super::{
-    create_endpoint, monitor_settings, post_event, spawn_monitor, wait_delivered,
-    webdriver::{which, Driver},
-    PASSWORD, USER, WAIT,
+    create_endpoint, monitor_settings, post_event, spawn_monitor, wait_delivered, wait_held,
+    webdriver::{which, Browser, Driver},
+    DISABLE_AFTER_3, PASSWORD, USER, WAIT,
 };
 use crate::helpers::{spawn_app, spawn_worker, Receiver, Reply};
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
+}
+
+async fn log_in(b: &Browser, base: &str) {
+    b.goto(base).await;
+    b.type_into("input[name=user]", USER).await;
+    b.type_into("input[name=password]", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_text("h1", "Overview", Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -71,11 +79,7 @@ async fn browser_tenants_endpoints_event_deliveries_and_endpoint_actions() {
     b.set_size(1400, 900).await;
     let secs = Duration::from_secs(5);
 
-    b.goto(&monitor.base).await;
-    b.type_into("input[name=user]", USER).await;
-    b.type_into("input[name=password]", PASSWORD).await;
-    b.click("button[type=submit]").await;
-    b.wait_text("h1", "Overview", secs).await;
+    log_in(&b, &monitor.base).await;
 
     // Tenants, from the navigation.
     b.click("header nav a[href='/tenants']").await;
@@ -148,5 +152,92 @@ async fn browser_tenants_endpoints_event_deliveries_and_endpoint_actions() {
     b.wait_text(".flash", "enabled again", secs).await;
     assert!(b.current_url().await.contains(&format!("/tenants/acme/endpoints/{}", shop.id)));
     assert!(!console.endpoints().get(&tenant, &shop.id).await.unwrap().disabled);
+    b.quit().await;
+}
+
+#[tokio::test]
+async fn browser_an_auto_disabled_endpoint_shows_its_held_deliveries_and_enabling_it_sends_them() {
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but chromium or chromedriver is missing");
+        eprintln!("SKIPPED browser test: install chromium and chromium-driver (apt) to run it");
+        return;
+    };
+    let s = monitor_settings(&DISABLE_AFTER_3);
+    // The app only for its clean-up of the test's keys.
+    let _app = spawn_app(s.clone()).await;
+    let _worker = spawn_worker(&s);
+    let monitor = spawn_monitor(&s).await;
+    let console = Console::new(&s).unwrap();
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(500));
+    let tenant = TenantId::parse("heldco").unwrap();
+    let ep = create_endpoint(&console, &tenant, json!({"url": rx.url("/down"), "max_in_flight": 7})).await;
+    let mut events = Vec::new();
+    for n in 0..3 {
+        events.push(post_event(&console, &tenant, json!({"event_type": "x", "payload": {"n": n}}), 1).await);
+    }
+    // Three first attempts fail in a row: disabled; their retries are held.
+    wait_held(&console, &tenant, &ep, 3).await;
+
+    let dir = screenshots();
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&chromedriver).await;
+    let b = driver.browser(&chromium, profile.path()).await;
+    b.set_size(1400, 900).await;
+    let secs = Duration::from_secs(5);
+    log_in(&b, &monitor.base).await;
+
+    // The held deliveries are a state of their own in the jobs filter.
+    b.goto(&format!("{}/jobs?state=held", monitor.base)).await;
+    let held = b.wait_text("main table", "held", secs).await;
+    assert_eq!(held.matches("held").count(), 3, "{held}");
+
+    // The endpoint's page: the banner, the flow and the attempt windows.
+    b.goto(&format!("{}/tenants/heldco/endpoints/{}", monitor.base, ep.id)).await;
+    let banner = b.wait_text(&format!("#held-{}", ep.id), "deliveries are held", secs).await;
+    assert!(banner.contains(&format!("Endpoint {} is disabled; 3 deliveries are held. Enable it to send them.", ep.id)));
+    let flow = b.text("#flow").await;
+    assert!(flow.contains("failing") && flow.contains("0 % of") && flow.contains("closed"), "{flow}");
+    assert_eq!(b.text("#held").await, "3");
+    // At least the three that disabled it (a retry may have failed first).
+    let in_a_row: u64 = b.text("#consecutive-failures").await.parse().unwrap();
+    assert!(in_a_row >= 3, "{in_a_row}");
+    assert_eq!(b.text("#in-flight").await, "0 of 7");
+    assert_eq!((b.text("#max-in-flight").await, b.text("#ordered").await), ("7".to_owned(), "no".to_owned()));
+    let hour = b.text("#window-hour").await;
+    assert!(hour.starts_with(&format!("Last hour {in_a_row} 0 0.0 %")), "{hour}");
+    assert!(hour.contains(" ms"), "p50 and p99 are shown: {hour}");
+    assert!(b.text("#window-day").await.starts_with(&format!("Last day {in_a_row} 0")));
+    b.screenshot(&dir.join("monitor-endpoint-held.png")).await;
+
+    // The tenant's endpoints: the same banner, and health and breaker per row.
+    b.click("main p.small a").await;
+    b.wait_text("h1", "Endpoints of heldco", secs).await;
+    let banner = b.text(&format!("#held-{}", ep.id)).await;
+    assert!(banner.contains("3 deliveries are held"), "{banner}");
+    let row = b.text(&format!("#row-{}", ep.id)).await;
+    assert!(row.contains("failing") && row.contains(&format!("0 % of {in_a_row}")), "the health column: {row}");
+    assert!(row.contains(&format!("closed {in_a_row} failed in a row")), "the breaker column: {row}");
+    assert!(row.contains("disabled") && row.contains("3 held"), "{row}");
+    b.screenshot(&dir.join("monitor-endpoints-held.png")).await;
+
+    // Fixed receiver, then Enable from the banner: the held deliveries go
+    // out and the banner is gone.
+    rx.set_default(Reply::status(200));
+    let seen = rx.received().len();
+    b.click(&format!("#release-{}", ep.id)).await;
+    b.wait_text(".flash", "enabled again", secs).await;
+    assert!(b.current_url().await.ends_with("/tenants/heldco/endpoints?done=enabled"));
+    rx.wait_for(seen + 3, WAIT).await;
+    for event in &events {
+        let delivered = wait_delivered(&console, &tenant, event, 1).await;
+        assert_eq!(delivered.deliveries[0].state, JobState::Succeeded);
+    }
+    assert!(!console.endpoints().get(&tenant, &ep.id).await.unwrap().disabled);
+    b.goto(&format!("{}/tenants/heldco/endpoints", monitor.base)).await;
+    let row = b.wait_text(&format!("#row-{}", ep.id), "enabled", secs).await;
+    assert!(!row.contains("held"), "{row}");
+    let page = b.text("main").await;
+    assert!(!page.contains("deliveries are held"), "the banner is gone: {page}");
     b.quit().await;
 }

@@ -12,7 +12,7 @@ use hook_slinger::{
 };
 use serde_json::{json, Value};
 
-use super::{create_endpoint, post_event, run, run_json, wait_delivered, WAIT};
+use super::{create_endpoint, post_event, run, run_json, wait_delivered, wait_held, DISABLE_AFTER_3, WAIT};
 use crate::helpers::{settings, spawn_app, spawn_worker, Receiver, Reply};
 
 fn recover(endpoint: &str, since: &str, tenant: Option<&str>) -> Command {
@@ -148,4 +148,56 @@ async fn cli_lists_endpoints_and_events_and_recovers_an_endpoints_failed_deliver
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["events"][0]["event_id"], event.as_str());
+}
+
+#[tokio::test]
+async fn cli_endpoints_show_health_breaker_and_held_deliveries() {
+    let s = settings(&DISABLE_AFTER_3);
+    // The app only for its clean-up of the test's keys.
+    let _app = spawn_app(s.clone()).await;
+    let _worker = spawn_worker(&s);
+    let console = Console::new(&s).unwrap();
+    let (down_rx, up_rx) = (Receiver::start().await, Receiver::start().await);
+    down_rx.set_default(Reply::status(500));
+    let tenant = TenantId::parse("heldco").unwrap();
+    let down = create_endpoint(&console, &tenant, json!({"url": down_rx.url("/down"), "event_types": ["x"]})).await;
+    let up = create_endpoint(
+        &console,
+        &tenant,
+        json!({"url": up_rx.url("/up"), "event_types": ["y"], "rate_limit": 20, "ordered": true}),
+    )
+    .await;
+    for n in 0..3 {
+        post_event(&console, &tenant, json!({"event_type": "x", "payload": {"n": n}}), 1).await;
+    }
+    let ok = post_event(&console, &tenant, json!({"event_type": "y", "payload": {}}), 1).await;
+    wait_delivered(&console, &tenant, &ok, 1).await;
+    wait_held(&console, &tenant, &down, 3).await;
+
+    let v = run_json(&console, Command::Endpoints { tenant: Some("heldco".into()) }).await;
+    let row = |id: &str| v["endpoints"].as_array().unwrap().iter().find(|e| e["endpoint_id"] == id).unwrap().clone();
+    let d = row(down.id.as_str());
+    let failures = d["breaker"]["consecutive_failures"].as_u64().unwrap();
+    assert!(failures >= 3, "at least the three that disabled it: {d}");
+    assert_eq!(d["breaker"], json!({"state": "closed", "open_until": null, "consecutive_failures": failures}));
+    assert_eq!((d["held"].as_u64(), d["waiting"].as_u64(), d["in_flight"].as_u64()), (Some(3), Some(0), Some(0)));
+    assert_eq!((d["health"].as_str(), d["disabled"].as_bool()), (Some("failing"), Some(true)), "{d}");
+    assert_eq!(d["last_hour"], json!({"attempts": failures, "succeeded": 0, "success_rate": 0.0}));
+    assert_eq!(
+        (d["max_in_flight"].as_u64(), d["rate_limit"].clone(), d["ordered"].clone()),
+        (Some(10), json!(null), json!(false))
+    );
+    let u = row(up.id.as_str());
+    assert_eq!((u["health"].as_str(), u["held"].as_u64()), (Some("healthy"), Some(0)), "{u}");
+    assert_eq!(u["breaker"], json!({"state": "closed", "open_until": null, "consecutive_failures": 0}));
+    assert_eq!((u["rate_limit"].as_u64(), u["ordered"].as_bool()), (Some(20), Some(true)));
+
+    let table = run(&console, Command::Endpoints { tenant: Some("heldco".into()) }, false).await.unwrap();
+    let head = table.lines().next().unwrap();
+    assert!(head.contains("HEALTH 1H") && head.contains("BREAKER") && head.contains("HELD"), "{table}");
+    let line = |id: &str| table.lines().find(|l| l.contains(id)).unwrap().to_owned();
+    let d = line(down.id.as_str());
+    assert!(d.contains("failing 0% of") && d.contains(&format!("closed ({failures} failed in a row)")), "{d}");
+    assert!(d.contains(" 3 ") && d.contains("disabled"), "{d}");
+    assert!(line(up.id.as_str()).contains("healthy 100% of 1"), "{table}");
 }

@@ -125,3 +125,21 @@ pub async fn wait_delivered(console: &Console, tenant: &TenantId, id: &EventId, 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Settings under which an endpoint is disabled after 3 failed attempts in
+/// a row (no breaker first, retries left), so its deliveries are held.
+pub const DISABLE_AFTER_3: [(&str, &str); 3] =
+    [("ENDPOINT_DISABLE_AFTER_FAILURES", "3"), ("BREAKER_FAILURES", "0"), ("MAX_RETRIES", "10")];
+
+/// Waits until the endpoint is disabled with `held` deliveries held.
+pub async fn wait_held(console: &Console, tenant: &TenantId, endpoint: &Endpoint, held: u64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (ep, flow) = console.endpoints().get_with_flow(tenant, &endpoint.id).await.unwrap();
+        if ep.disabled && flow.held == held {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "disabled {}, held {flow:?} after {WAIT:?}", ep.disabled);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
