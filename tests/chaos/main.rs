@@ -1,6 +1,7 @@
 //! Fault and load scenarios with numbers (`make chaos`): workers killed and
-//! stopped under load, Redis restarted, a Redis Cluster master killed,
-//! receivers that refuse or never answer, and a 100,000-job backlog. Each scenario prints one line
+//! stopped under load, the worker holding an ordered endpoint's delivery
+//! killed, Redis restarted, a Redis Cluster master killed, receivers that
+//! refuse or never answer, and a 100,000-job backlog. Each scenario prints one line
 //! (`scenario=... sent=... accepted=... delivered=... lost=0 duplicates=...`)
 //! and appends it as JSON to `target/chaos/results.jsonl`.
 //!
@@ -21,6 +22,7 @@ mod support;
 mod black_hole;
 mod cluster_failover;
 mod expansion_sigkill;
+mod ordered_sigkill;
 mod queued_100k;
 mod redis_restart;
 mod refused;
