@@ -19,7 +19,10 @@
 use chrono::{DateTime, Utc};
 use redis::Script;
 
-use crate::domain::{EndpointId, TenantId};
+use crate::{
+    domain::{EndpointId, JobId, TenantId},
+    jobs::AttemptRef,
+};
 
 use super::{from_ms, ms, JobStore, StoreError};
 
@@ -97,17 +100,21 @@ pub enum BreakerChange {
 }
 
 /// An attempt recorded by [`JobStore::finish`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// The flow's consecutive failed attempts now.
     pub consecutive_failures: u64,
     /// What its breaker did.
     pub breaker: BreakerChange,
+    /// A delivery that waited for the slot this attempt freed (or for its
+    /// turn on an ordered endpoint): the slot is reserved for it, and the
+    /// worker that recorded this attempt makes it now.
+    pub handed: Option<AttemptRef>,
 }
 
 impl Recorded {
     /// Reads one result of `finish.lua`: `0` (not recorded) or
-    /// `{1, failures, change}`.
+    /// `{1, failures, change[, id, cycle, attempt]}`.
     pub(super) fn from_reply(v: redis::Value) -> Result<Option<Self>, String> {
         use redis::Value;
         match v {
@@ -122,10 +129,26 @@ impl Recorded {
                     Some(Value::BulkString(b)) if b == b"closed" => BreakerChange::Closed,
                     _ => BreakerChange::None,
                 };
-                Ok(Some(Self { consecutive_failures: failures, breaker }))
+                let handed = match &items[3.min(items.len())..] {
+                    [Value::BulkString(id), cycle, attempt] => Some(AttemptRef {
+                        job_id: JobId::parse(&String::from_utf8_lossy(id)).map_err(|e| e.to_string())?,
+                        cycle: int(cycle)? as u32,
+                        attempt: int(attempt)? as u32,
+                    }),
+                    _ => None,
+                };
+                Ok(Some(Self { consecutive_failures: failures, breaker, handed }))
             }
             other => Err(format!("finish reply: {other:?}")),
         }
+    }
+}
+
+fn int(v: &redis::Value) -> Result<i64, String> {
+    match v {
+        redis::Value::Int(n) => Ok(*n),
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).parse().map_err(|_| format!("not a number: {v:?}")),
+        other => Err(format!("not a number: {other:?}")),
     }
 }
 

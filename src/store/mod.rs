@@ -370,7 +370,7 @@ impl Batches {
             finish: Coalescer::new(move |results: Vec<[String; 13]>| {
                 let now = Utc::now();
                 let mut inv = SCRIPTS.finish.key(&k3);
-                inv.arg(&p3).arg(ms(now)).arg(now.timestamp() / 60).arg(failures).arg(cooldown);
+                inv.arg(&p3).arg(ms(now)).arg(now.timestamp() / 60).arg(failures).arg(cooldown).arg(host_cap);
                 for r in &results {
                     inv.arg(&r[..]);
                 }

@@ -49,17 +49,7 @@ pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>) -> Result<(), BoxD
     }
     // Attempts name the process, not the shard's apalis worker.
     let name = rt.name.clone();
-    let runs: Vec<_> = task
-        .attempts()
-        .into_iter()
-        .map(|a| {
-            let (rt, name) = (rt.clone(), name.clone());
-            tokio::spawn(async move {
-                let _slot = rt.slots.clone().acquire_owned().await?;
-                attempt(a, rt, name).await
-            })
-        })
-        .collect();
+    let runs: Vec<_> = task.attempts().into_iter().map(|a| spawn_attempt(a, rt.clone(), name.clone())).collect();
     let mut failed = None;
     for run in futures::future::join_all(runs).await {
         match run {
@@ -69,6 +59,14 @@ pub async fn deliver(task: QueueTask, rt: Data<Arc<Runtime>>) -> Result<(), BoxD
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Runs one attempt on its own tokio task once a delivery slot is free.
+fn spawn_attempt(a: AttemptRef, rt: Arc<Runtime>, name: String) -> tokio::task::JoinHandle<Result<(), BoxDynError>> {
+    tokio::spawn(async move {
+        let _slot = rt.slots.clone().acquire_owned().await?;
+        attempt(a, rt, name).await
+    })
 }
 
 #[tracing::instrument(name = "deliver", skip_all, fields(job_id, attempt))]
@@ -156,6 +154,11 @@ async fn attempt(task: AttemptRef, rt: Arc<Runtime>, worker: String) -> Result<(
         tracing::warn!("attempt not recorded: its lease ran out and the attempt was handed to another worker");
         return Ok(());
     };
+    if let Some(next_up) = recorded.handed.clone() {
+        // The slot this attempt freed is reserved for a delivery that was
+        // waiting for it: make it now rather than after a scheduler round.
+        spawn_attempt(next_up, rt.clone(), record.worker.clone());
+    }
     super::flow::after_attempt(&rt, &spec, &job_id, &record, &next, verdict, recorded).await;
     let metric = match &next {
         NextStep::Succeeded => AttemptOutcome::Delivered,

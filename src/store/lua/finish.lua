@@ -5,7 +5,8 @@
 -- Then flow control learns the outcome (flow.lua: breaker, freed slot,
 -- the next ordered delivery, per-endpoint stats).
 -- ARGV: prefix, now (ms), minute bucket (unix minutes) for the per-minute
---       counters, BREAKER_FAILURES, BREAKER_COOLDOWN (ms), then groups of
+--       counters, BREAKER_FAILURES, BREAKER_COOLDOWN (ms), HOST_MAX_IN_FLIGHT,
+--       then groups of
 --       thirteen: id, cycle, attempt, next state, attempt JSON, last status
 --       ('' = none), last error ('' = none), next attempt (ms, '' = none),
 --       stop reason ('' = none; set when the job fails), claim token (what
@@ -13,15 +14,16 @@
 --       what the attempt says about the receiver ('ok', 'fail' or ''),
 --       duration (ms).
 -- Returns per result {1, the flow's consecutive failed attempts, 'opened'
--- / 'closed' / '' (its breaker)}, or 0 when the attempt is not the one
+-- / 'closed' / '' (its breaker), then id, cycle, attempt of a delivery
+-- handed the freed slot, which this worker is to make now}, or 0 when the attempt is not the one
 -- this job is waiting for or its claim was taken away (the lease ran out
 -- and the job went back to `scheduled`): a late worker must not overwrite
 -- what came after it.
 local p, now = ARGV[1], ARGV[2]
-local cfg = {failures = tonumber(ARGV[4]), cooldown = tonumber(ARGV[5])}
+local cfg = {failures = tonumber(ARGV[4]), cooldown = tonumber(ARGV[5]), host_cap = tonumber(ARGV[6])}
 local out = {}
 local delivered, failed_attempts, failed = 0, 0, 0
-for i = 6, #ARGV, 13 do
+for i = 7, #ARGV, 13 do
   local id = ARGV[i]
   local key = p .. 'job:' .. id
   local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'created_at', 'claim', 'attempts',
@@ -81,9 +83,12 @@ for i = 6, #ARGV, 13 do
       end
     end
     local F = ARGV[i + 10]
+    local entry = {1, 0, ''}
     local fails, change = after_attempt(p, id, F, ARGV[i + 11], nxt, tonumber(now), cfg, tonumber(ARGV[i + 12]),
-      string.sub(F, 1, 2) ~= 'h:')
-    table.insert(out, {1, fails, change})
+      string.sub(F, 1, 2) ~= 'h:', entry)
+    entry[2] = fails
+    entry[3] = change
+    table.insert(out, entry)
   end
 end
 -- Per-minute counters for the monitor's chart, kept two hours: once per

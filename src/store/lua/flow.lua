@@ -5,7 +5,8 @@
 -- A flow is one endpoint (`<tenant>:<endpoint id>`) for deliveries of
 -- events, or one destination (`h:<host[:port]>`) for plain jobs. Per flow,
 -- under the shard's prefix:
---   fl:<F>   hash  (endpoints) fails (consecutive failed attempts), open_until (ms,
+--   fl:<F>   hash  (hosts) fast: its last attempt was quick;
+--                  (endpoints) fails (consecutive failed attempts), open_until (ms,
 --                  breaker open or half-open), probe (the half-open probe's
 --                  job), seq (order of an ordered endpoint's deliveries)
 --   fin:<F>  zset  attempts in flight, scored by their lease's end: a
@@ -18,13 +19,24 @@
 --   fs:<F>:<10-minute bucket> hash  attempts by outcome and duration:
 --                  field `<ok|fail|exhausted>:<duration bucket>`
 --
--- A parked delivery waits in `scheduled` (in `due` at its wake time, which
--- is its way forward whoever parked it) without burning an attempt; a
--- freed slot or a closing breaker wakes it sooner.
+-- A parked delivery waits without burning an attempt: `scheduled`, in
+-- `due` at its wake time, or, waiting for a slot or its turn, `queued`
+-- with its task spent (the reconciler's to rescue). Either way forward
+-- does not depend on who parked it; a freed slot (handed straight to the
+-- next in line) or a closing breaker is the fast path.
 
 -- How long a parked delivery waits before looking again on its own when
 -- nothing wakes it (ms). Wakes are the fast path; this is the backstop.
 local PARK_BACKSTOP = 30000
+-- A slot handed to a parked delivery (see hand_off) is its for this long
+-- (ms); if the worker that took it does not use it, it lapses.
+local HANDOFF_HOLD = 10000
+-- A handed-off delivery is due again this long after (ms) in case the
+-- worker that took it dies before claiming it.
+local HANDOFF_BACKSTOP = 5000
+-- Plain jobs: an attempt out this long (ms) shows its host hogging slots,
+-- so HOST_MAX_IN_FLIGHT caps it (see the gate).
+local HOST_SLOW = 1000
 -- The rate limit's window, a little over a second (ms): sends are judged
 -- when claimed, and the margin keeps a receiver from counting one too many
 -- in a second when the network delays one send more than the next.
@@ -46,11 +58,17 @@ local function flow_of(spec, ep)
   return 'h:' .. (auth or '')
 end
 
--- Parks a job (state `st`) until `wake` (ms): `scheduled`, due then, its
--- attempt unspent. Returns the reply to the worker.
+-- Parks a job (state `st`) until `wake` (ms), its attempt unspent.
+-- Waiting for a slot or its turn, a `queued` job stays `queued`: a freed
+-- slot hands it on (hand_off), and should that never come it is a queued
+-- job whose task is gone, which the reconciler puts back on its way after
+-- RECONCILE_AFTER. Anything else waits `scheduled`, due at `wake`.
+-- Returns the reply to the worker.
 local function park(p, id, st, created, now, F, why, wake)
   local key = p .. 'job:' .. id
-  due_at(p, id, st, created, now, wake)
+  if not (st == 'queued' and (why == 'in_flight' or why == 'ordered')) then
+    due_at(p, id, st, created, now, wake)
+  end
   redis.call('HSET', key, 'waiting', why)
   redis.call('ZADD', p .. 'fw:' .. F, 'NX', now, id)
   return {'wait', why, tostring(wake)}
@@ -80,22 +98,57 @@ local function wake_parked(p, F, n, now)
   for _, id in ipairs(redis.call('ZRANGE', fw, 0, 4 * n - 1)) do
     if woken >= n then break end
     local key = p .. 'job:' .. id
-    local h = redis.call('HMGET', key, 'state', 'waiting')
-    if h[1] ~= 'scheduled' or not h[2] then
+    local h = redis.call('HMGET', key, 'state', 'waiting', 'created_at')
+    if (h[1] ~= 'scheduled' and h[1] ~= 'queued') or not h[2] then
       redis.call('ZREM', fw, id)
     elseif h[2] ~= 'rate_limit' then
       redis.call('ZREM', fw, id)
-      redis.call('HSET', key, 'next_attempt_at', now)
-      redis.call('ZADD', p .. 'due', now, id)
+      due_now(p, id, h[1], h[3], now)
       woken = woken + 1
     end
   end
 end
 
+-- Gives a freed slot of flow F straight to delivery `id` (parked or
+-- next in order): the slot is reserved for it in `fin`, and the worker
+-- that freed it runs it at once (its reply names it), so a capped or
+-- ordered flow never waits for a scheduler round. Appends id, cycle and
+-- attempt to `out`.
+local function hand_off(p, F, id, now, out)
+  local key = p .. 'job:' .. id
+  local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts')
+  redis.call('ZADD', p .. 'fin:' .. F, now + HANDOFF_HOLD, id)
+  redis.call('ZREM', p .. 'fw:' .. F, id)
+  if h[1] == 'scheduled' then
+    redis.call('HSET', key, 'next_attempt_at', now + HANDOFF_BACKSTOP)
+    redis.call('ZADD', p .. 'due', now + HANDOFF_BACKSTOP, id)
+  end
+  table.insert(out, id)
+  table.insert(out, h[2])
+  table.insert(out, tonumber(h[3]) + 1)
+end
+
+-- The first delivery of flow F parked for a slot or the breaker (not for
+-- the rate limit: it comes back when its send fits); stale entries are
+-- dropped on the way.
+local function first_parked(p, F)
+  local fw = p .. 'fw:' .. F
+  for _, id in ipairs(redis.call('ZRANGE', fw, 0, 7)) do
+    local h = redis.call('HMGET', p .. 'job:' .. id, 'state', 'waiting')
+    if (h[1] ~= 'scheduled' and h[1] ~= 'queued') or not h[2] then
+      redis.call('ZREM', fw, id)
+    elseif h[2] ~= 'rate_limit' then
+      return id
+    end
+  end
+  return nil
+end
+
 -- The gate, for job `id` in state `st` about to be claimed with a lease
 -- until `lease_until`. `ep` is the endpoint's hash (HMGET disabled,
 -- ordered, rate, cap) for a delivery, nil for a plain job, whose in-flight
--- cap is `host_cap` (0: none). Returns nil to go ahead, or the reply.
+-- cap is `host_cap` (0: none).
+-- Returns nil to go ahead, or the reply.
 local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
   local fl = p .. 'fl:' .. F
   local cap = host_cap
@@ -142,10 +195,28 @@ local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
     redis.call('HSET', fl, 'probe', id)
   end
   local fin = p .. 'fin:' .. F
-  if cap and cap > 0 and redis.call('ZCARD', fin) >= cap then
-    -- Full, or holding attempts of workers that died: their leases ended.
-    redis.call('ZREMRANGEBYSCORE', fin, '-inf', now)
-    if redis.call('ZCARD', fin) >= cap and not (st == 'delivering' and redis.call('ZSCORE', fin, id)) then
+  if cap and cap > 0 and not ep then
+    -- A plain job's host is capped unless it has shown it answers quickly:
+    -- its last attempt took less than HOST_SLOW (`fast`) and none is out
+    -- longer than that now. A healthy host is never held back (and costs
+    -- no parking); a new, dead or hanging one is.
+    local fast = redis.call('HEXISTS', fl, 'fast') == 1
+    if fast then
+      local oldest = redis.call('ZRANGE', fin, 0, 0, 'WITHSCORES')[2]
+      fast = not (oldest and tonumber(oldest) - (lease_until - now) <= now - HOST_SLOW)
+    end
+    if fast then cap = 0 end
+  end
+  if cap and cap > 0 then
+    -- A slot handed to this delivery (or held by its earlier claim) is in
+    -- `fin` already.
+    local full = redis.call('ZCARD', fin) >= cap
+    if full then
+      -- Full, or holding attempts of workers that died: their leases ended.
+      redis.call('ZREMRANGEBYSCORE', fin, '-inf', now)
+      full = redis.call('ZCARD', fin) >= cap
+    end
+    if full and not redis.call('ZSCORE', fin, id) then
       return park(p, id, st, created, now, F, 'in_flight', now + PARK_BACKSTOP + spread(id, 1000))
     end
   end
@@ -163,20 +234,37 @@ local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
     end
     redis.call('ZADD', fr, now, id .. ':' .. now)
   end
-  if cap and cap > 0 then redis.call('ZADD', fin, lease_until, id) end
+  if host_cap > 0 or (cap and cap > 0) then redis.call('ZADD', fin, lease_until, id) end
   return nil
 end
 
 -- After an attempt of job `id` on flow F was recorded, leaving it in state
 -- `nxt`: counts it ('ok' / 'fail' / '' = says nothing about the receiver),
 -- moves the breaker, frees the slot and wakes whoever waits for it.
--- `cfg`: {failures = BREAKER_FAILURES (0: no breaker), cooldown = ms}.
+-- `cfg`: {failures = BREAKER_FAILURES (0: no breaker), cooldown = ms,
+-- host_cap = HOST_MAX_IN_FLIGHT}. A freed slot is handed on only while the
+-- flow is under its cap (it may be over after a cap was lowered, or after
+-- a host turned slow with many attempts out).
+-- Appends to `handed` the delivery given the freed slot (hand_off).
 -- Returns the flow's consecutive failures and 'opened' / 'closed' / ''.
-local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint)
+local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint, handed)
   local fl = p .. 'fl:' .. F
   local freed = redis.call('ZREM', p .. 'fin:' .. F, id)
   if not endpoint then
-    if freed == 1 then wake_parked(p, F, 1, now) end
+    if freed == 0 then return 0, '' end
+    -- A quick answer shows the host healthy, a slow one that it hogs slots.
+    -- (An hour's TTL from when it was first seen quick keeps a record per
+    -- host from outliving the host's traffic; a lapse costs one capped
+    -- attempt.)
+    if dur >= HOST_SLOW then
+      redis.call('HDEL', fl, 'fast')
+    elseif redis.call('HSETNX', fl, 'fast', 1) == 1 then
+      redis.call('EXPIRE', fl, 3600)
+    end
+    if redis.call('EXISTS', p .. 'fw:' .. F) == 1 and redis.call('ZCARD', p .. 'fin:' .. F) < cfg.host_cap then
+      local next_id = first_parked(p, F)
+      if next_id then hand_off(p, F, next_id, now, handed) end
+    end
     return 0, ''
   end
   local fails, change = 0, ''
@@ -199,23 +287,20 @@ local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint)
   else
     fails = tonumber(h[1] or 0)
   end
+  local next_id = nil
   if nxt ~= 'scheduled' and redis.call('ZREM', p .. 'ord:' .. F, id) == 1 then
-    -- An ordered delivery is done: the next one goes now.
+    -- An ordered delivery is done: the next one goes now, if it waits.
     local head = redis.call('ZRANGE', p .. 'ord:' .. F, 0, 0)[1]
     if head then
-      local key = p .. 'job:' .. head
-      local hs = redis.call('HMGET', key, 'state', 'waiting')
-      if hs[1] == 'scheduled' and hs[2] then
-        redis.call('HSET', key, 'next_attempt_at', now)
-        redis.call('ZADD', p .. 'due', now, head)
-      end
+      local hs = redis.call('HMGET', p .. 'job:' .. head, 'state', 'waiting')
+      if (hs[1] == 'scheduled' or hs[1] == 'queued') and hs[2] then next_id = head end
     end
+  elseif freed == 1 and change ~= 'opened' and redis.call('EXISTS', p .. 'fw:' .. F) == 1
+      and redis.call('ZCARD', p .. 'fin:' .. F) < tonumber(redis.call('HGET', p .. 'ep:' .. F, 'cap') or '10') then
+    next_id = first_parked(p, F)
   end
-  if change == 'closed' then
-    wake_parked(p, F, 10, now)
-  elseif freed == 1 and change ~= 'opened' then
-    wake_parked(p, F, 1, now)
-  end
+  if next_id then hand_off(p, F, next_id, now, handed) end
+  if change == 'closed' then wake_parked(p, F, 10, now) end
   if verdict ~= '' then
     -- Per endpoint, per 10 minutes: attempts by outcome and duration
     -- (buckets 25% apart) for the stats API, kept a day and a bit. One
