@@ -63,6 +63,11 @@ pub struct FlowSettings {
     /// in flight at once to one destination host and port, across workers
     /// (per queue shard).
     pub host_max_in_flight: u32,
+    /// `FAILING_MAX_IN_FLIGHT` (default 16; 0: no limit): attempts at
+    /// once, across workers (per queue shard), to endpoints whose last
+    /// attempt failed, so that many dead endpoints cannot take every slot
+    /// before their breakers open.
+    pub failing_max_in_flight: u32,
     /// `OPERATIONAL_WEBHOOK_URL` and `OPERATIONAL_WEBHOOK_SECRET`.
     pub operational: Option<OperationalWebhook>,
 }
@@ -368,13 +373,7 @@ impl Settings {
         if !(1..=1024).contains(&shards) {
             p.problems.push(format!("QUEUE_SHARDS={shards}: must be between 1 and 1024"));
         }
-        let signing_secrets = p.parse_with("SIGNING_SECRET", Vec::new(), |s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| SigningSecret::parse(t).map_err(|e| e.to_string()))
-                .collect()
-        });
+        let signing_secrets = p.parse_with("SIGNING_SECRET", Vec::new(), secrets_list);
         let allowed_cidrs = p.parse_with("ALLOWED_DESTINATION_CIDRS", Vec::new(), |s| {
             s.split(',')
                 .map(str::trim)
@@ -412,19 +411,14 @@ impl Settings {
         let operational = p.parse_with("OPERATIONAL_WEBHOOK_URL", None, |s| {
             crate::domain::TargetUrl::parse(s).map(Some).map_err(|e| e.to_string())
         });
-        let operational_secrets = p.parse_with("OPERATIONAL_WEBHOOK_SECRET", Vec::new(), |s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| SigningSecret::parse(t).map_err(|e| e.to_string()))
-                .collect()
-        });
+        let operational_secrets = p.parse_with("OPERATIONAL_WEBHOOK_SECRET", Vec::new(), secrets_list);
         let flow = FlowSettings {
             breaker_failures: p.number("BREAKER_FAILURES", 10u32),
             breaker_cooldown: p.seconds("BREAKER_COOLDOWN", 30.0),
             disable_after: p.number("ENDPOINT_DISABLE_AFTER_FAILURES", 100u32),
             failing_after: p.number("FAILING_AFTER", 3u32),
             host_max_in_flight: p.number("HOST_MAX_IN_FLIGHT", 32u32),
+            failing_max_in_flight: p.number("FAILING_MAX_IN_FLIGHT", 16u32),
             operational: operational.map(|url| OperationalWebhook { url, secrets: operational_secrets }),
         };
 
@@ -515,6 +509,15 @@ impl Settings {
             Err(ConfigError::Invalid(p.problems))
         }
     }
+}
+
+/// Comma-separated `whsec_` secrets (several, so receivers can rotate).
+fn secrets_list(s: &str) -> Result<Vec<SigningSecret>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| SigningSecret::parse(t).map_err(|e| e.to_string()))
+        .collect()
 }
 
 struct Parser<'a> {

@@ -19,8 +19,9 @@ use crate::{
 const QUEUE_REFRESH: Duration = Duration::from_secs(2);
 
 /// The `event` label values of `hook_slinger_flow_total`.
-const FLOW_EVENTS: [&str; 8] = [
+const FLOW_EVENTS: [&str; 9] = [
     "wait_ordered",
+    "wait_failing",
     "wait_breaker",
     "wait_in_flight",
     "wait_rate_limit",
@@ -155,7 +156,7 @@ impl WorkerMetrics {
                 Opts::new(
                     "hook_slinger_flow_total",
                     "Flow control at work, by event: wait_<reason> (a delivery parked: ordered, breaker, in_flight, \
-                     rate_limit), held (kept for a disabled endpoint), breaker_opened, breaker_closed, \
+                     rate_limit, failing), held (kept for a disabled endpoint), breaker_opened, breaker_closed, \
                      endpoint_disabled (after consecutive failures).",
                 ),
                 &["event"],
@@ -208,6 +209,7 @@ impl WorkerMetrics {
             WaitReason::Breaker => "wait_breaker",
             WaitReason::InFlight => "wait_in_flight",
             WaitReason::RateLimit => "wait_rate_limit",
+            WaitReason::Failing => "wait_failing",
         };
         self.inner.flow.with_label_values(&[event]).inc();
     }

@@ -12,6 +12,9 @@
 //! 4. `max_in_flight` attempts are out: it waits for a slot;
 //! 5. `rate_limit` sends happened in the last second: it waits its turn.
 //!
+//! (Between 3 and 4, an endpoint whose last attempt failed shares
+//! `FAILING_MAX_IN_FLIGHT` attempts at once with every other failing one.)
+//!
 //! Waiting burns no attempt and holds no worker slot: the delivery goes
 //! back to `scheduled` with a wake time, and a freed slot or a closed
 //! breaker wakes it sooner.
@@ -39,11 +42,14 @@ pub enum WaitReason {
     InFlight,
     /// `rate_limit` was reached in the last second.
     RateLimit,
+    /// Its endpoint is failing and failing endpoints' shared budget
+    /// (`FAILING_MAX_IN_FLIGHT`) is in use.
+    Failing,
 }
 
 impl WaitReason {
     /// Every reason.
-    pub const ALL: [WaitReason; 4] = [Self::Ordered, Self::Breaker, Self::InFlight, Self::RateLimit];
+    pub const ALL: [WaitReason; 5] = [Self::Ordered, Self::Breaker, Self::InFlight, Self::RateLimit, Self::Failing];
 
     /// The name in records and metrics.
     pub fn as_str(self) -> &'static str {
@@ -52,6 +58,7 @@ impl WaitReason {
             Self::Breaker => "breaker",
             Self::InFlight => "in_flight",
             Self::RateLimit => "rate_limit",
+            Self::Failing => "failing",
         }
     }
 }

@@ -353,14 +353,14 @@ struct Batches {
 
 impl Batches {
     fn new(conn: &RedisConn, prefix: &str, all: &str, flow: &FlowSettings) -> Self {
-        let host_cap = flow.host_max_in_flight;
+        let (host_cap, failing) = (flow.host_max_in_flight, flow.failing_max_in_flight);
         let (failures, cooldown) = (flow.breaker_failures, flow.breaker_cooldown.as_millis() as u64);
         let (c2, p2, k2) = (conn.clone(), prefix.to_owned(), all.to_owned());
         let (c3, p3, k3) = (conn.clone(), prefix.to_owned(), all.to_owned());
         Self {
             claim: Coalescer::new(move |claims: Vec<[String; 6]>| {
                 let mut inv = SCRIPTS.claim.key(&k2);
-                inv.arg(&p2).arg(ms(Utc::now())).arg(host_cap);
+                inv.arg(&p2).arg(ms(Utc::now())).arg(host_cap).arg(failing);
                 for c in &claims {
                     inv.arg(&c[..]);
                 }

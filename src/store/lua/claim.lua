@@ -9,15 +9,17 @@
 -- (`wait`, no attempt spent) or, for a disabled endpoint, held.
 -- KEYS[1]: the shard's `all` index; every key touched shares its hash tag.
 -- ARGV: prefix, now (ms), in-flight cap per destination host (0: none),
---       then groups of six: id, cycle, attempt, worker, claim token,
+--       attempts at once to failing endpoints (0: no limit), then groups
+--       of six: id, cycle, attempt, worker, claim token,
 --       lease (ms).
 -- Returns per claim: {'ok', spec, attempts so far, flow} | {'wait', why,
 -- until (ms)} | {'held'} | {'stale', state} | {'missing'}; a delivery's
 -- 'ok' adds its event's type, payload and creation time and its
 -- endpoint's JSON ('' for what no longer exists).
-local p, now, host_cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local p, now = ARGV[1], tonumber(ARGV[2])
+local limits = {host_cap = tonumber(ARGV[3]), failing = tonumber(ARGV[4])}
 local out = {}
-for i = 4, #ARGV, 6 do
+for i = 5, #ARGV, 6 do
   local id = ARGV[i]
   local key = p .. 'job:' .. id
   local h = redis.call('HMGET', key, 'state', 'cycle', 'cycle_attempts', 'spec', 'created_at', 'attempts', 'lease_until',
@@ -36,7 +38,7 @@ for i = 4, #ARGV, 6 do
     if h[9] then
       ep = redis.call('HMGET', p .. 'ep:' .. h[9], 'disabled', 'ordered', 'rate', 'cap', 'json')
     end
-    local stop = gate(p, id, st, h[5], now, lease_until, F, ep, host_cap)
+    local stop = gate(p, id, st, h[5], now, lease_until, F, ep, limits)
     if stop then
       table.insert(out, stop)
     else

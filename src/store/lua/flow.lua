@@ -16,6 +16,7 @@
 --   ord:<F>  zset  an ordered endpoint's open deliveries, by `seq`
 --   held:<F> zset  deliveries kept while the endpoint is disabled
 --   held     zset  flows with held deliveries (shard-wide)
+--   fin:failing zset attempts out to failing endpoints (shard-wide), by lease end
 --   fs:<F>:<10-minute bucket> hash  attempts by outcome and duration:
 --                  field `<ok|fail|exhausted>:<duration bucket>`
 --
@@ -147,10 +148,12 @@ end
 -- The gate, for job `id` in state `st` about to be claimed with a lease
 -- until `lease_until`. `ep` is the endpoint's hash (HMGET disabled,
 -- ordered, rate, cap) for a delivery, nil for a plain job, whose in-flight
--- cap is `host_cap` (0: none).
+-- cap is `limits.host_cap` (0: none). `limits.failing`: attempts at once,
+-- shard-wide, to endpoints whose last attempt failed (0: no such limit).
 -- Returns nil to go ahead, or the reply.
-local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
+local function gate(p, id, st, created, now, lease_until, F, ep, limits)
   local fl = p .. 'fl:' .. F
+  local host_cap = limits.host_cap
   local cap = host_cap
   local rate = nil
   if ep then
@@ -178,8 +181,21 @@ local function gate(p, id, st, created, now, lease_until, F, ep, host_cap)
   -- Breakers are per endpoint: plain jobs keep the original's contract
   -- (each fails after its MAX_RETRIES), and their per-host cap below is
   -- what keeps a dead host from starving the others.
-  local b = {false, false}
-  if ep then b = redis.call('HMGET', fl, 'open_until', 'probe') end
+  local b = {false, false, false}
+  if ep then b = redis.call('HMGET', fl, 'open_until', 'probe', 'fails') end
+  if b[3] and limits.failing > 0 then
+    -- A failing endpoint (its last attempt failed) shares a small budget of
+    -- attempts with every other failing one, so many dead endpoints at once
+    -- cannot take every worker's slots before their breakers open.
+    local failing = p .. 'fin:failing'
+    if redis.call('ZCARD', failing) >= limits.failing then
+      redis.call('ZREMRANGEBYSCORE', failing, '-inf', now)
+      if redis.call('ZCARD', failing) >= limits.failing and not redis.call('ZSCORE', failing, id) then
+        return park(p, id, st, created, now, F, 'failing', now + 1000 + spread(id, 2000))
+      end
+    end
+    redis.call('ZADD', failing, lease_until, id)
+  end
   if b[1] then
     local open_until = tonumber(b[1])
     if open_until > now then
@@ -269,6 +285,8 @@ local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint, ha
   end
   local fails, change = 0, ''
   local h = redis.call('HMGET', fl, 'fails', 'open_until', 'probe')
+  -- It was admitted as a failing endpoint's attempt (see the gate).
+  if h[1] then redis.call('ZREM', p .. 'fin:failing', id) end
   if verdict == 'ok' then
     -- HDEL, not 0: a healthy endpoint keeps no flow record at all.
     if h[1] then redis.call('HDEL', fl, 'fails') end
