@@ -169,12 +169,15 @@ async fn app_and_worker_metrics_follow_jobs_through_delivery_retry_and_failure()
     assert_eq!(value(&w, "hook_slinger_attempt_duration_seconds_count", &[]), Some(4.0));
     assert_eq!(value(&w, "hook_slinger_deliveries_in_flight", &[]), Some(0.0));
     assert!(value(&w, "hook_slinger_oldest_waiting_job_age_seconds", &[]).is_some());
-    let w = scrape_until(&worker_metrics, "an empty queue", |s| {
+    // The gauges are read every 2 s: one read may have caught a job after
+    // a worker fetched its task (depth 0) and before it claimed it (still
+    // `queued`), so wait for a read with neither.
+    scrape_until(&worker_metrics, "an empty queue and no job waiting", |s| {
         value(s, "hook_slinger_queue_depth", &[]) == Some(0.0)
             && value(s, "hook_slinger_queue_gauges_up", &[]) == Some(1.0)
+            && value(s, "hook_slinger_oldest_waiting_job_age_seconds", &[]) == Some(0.0)
     })
     .await;
-    assert_eq!(value(&w, "hook_slinger_oldest_waiting_job_age_seconds", &[]), Some(0.0));
 
     // App: requests by route template (never by raw path), accepted jobs.
     let text = scrape(&app_metrics).await.unwrap();

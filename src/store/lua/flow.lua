@@ -277,7 +277,11 @@ local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint, ha
     elseif redis.call('HSETNX', fl, 'fast', 1) == 1 then
       redis.call('EXPIRE', fl, 3600)
     end
-    if redis.call('EXISTS', p .. 'fw:' .. F) == 1 and redis.call('ZCARD', p .. 'fin:' .. F) < cfg.host_cap then
+    -- A quick answer hands the slot on whatever the count (the host is not
+    -- capped now: its jobs parked while it was new must not wait for the
+    -- reconciler); a slow one only under the cap.
+    if redis.call('EXISTS', p .. 'fw:' .. F) == 1
+        and (dur < HOST_SLOW or redis.call('ZCARD', p .. 'fin:' .. F) < cfg.host_cap) then
       local next_id = first_parked(p, F)
       if next_id then hand_off(p, F, next_id, now, handed) end
     end
