@@ -196,8 +196,15 @@ async fn the_breaker_opens_waits_without_attempts_then_a_probe_closes_it() {
     assert_eq!(stats["breaker"]["state"], "open", "{stats}");
     assert!(stats["now"]["waiting"].as_u64().unwrap() >= 1, "{stats}");
 
-    // The receiver recovers; after the cooldown one probe goes, succeeds,
-    // and the breaker closes and lets the rest through.
+    // The receiver recovers (slowly); after the cooldown the breaker is
+    // half-open and one probe goes alone; it succeeds, and the breaker
+    // closes and lets the rest through.
+    rx.set_default(Reply { status: 200, delay: Duration::from_millis(1500), ..Default::default() });
+    let half = wait_endpoint(&app, &t, id, Duration::from_secs(10), |e| e["breaker"]["state"] == "half_open").await;
+    assert!(half["breaker"]["consecutive_failures"].as_u64().unwrap() >= 3, "{half}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, stats) = api(&app, Method::GET, &format!("/api/v1/tenants/{t}/endpoints/{id}/stats"), None).await;
+    assert_eq!(stats["now"]["in_flight"], 1, "one probe alone while half-open: {stats}");
     rx.set_default(Reply::status(200));
     let closed = wait_endpoint(&app, &t, id, Duration::from_secs(10), |e| e["breaker"]["state"] == "closed").await;
     assert_eq!(closed["breaker"]["consecutive_failures"], 0, "{closed}");
