@@ -65,8 +65,8 @@ pub struct FlowSettings {
     pub host_max_in_flight: u32,
     /// `FAILING_MAX_IN_FLIGHT` (default 16; 0: no limit): attempts at
     /// once, across workers (per queue shard), to endpoints whose last
-    /// attempt failed, so that many dead endpoints cannot take every slot
-    /// before their breakers open.
+    /// attempt failed slowly (after a second or more), so that many dead
+    /// endpoints cannot take every slot before their breakers open.
     pub failing_max_in_flight: u32,
     /// `OPERATIONAL_WEBHOOK_URL` and `OPERATIONAL_WEBHOOK_SECRET`.
     pub operational: Option<OperationalWebhook>,

@@ -12,8 +12,8 @@
 //! 4. `max_in_flight` attempts are out: it waits for a slot;
 //! 5. `rate_limit` sends happened in the last second: it waits its turn.
 //!
-//! (Between 3 and 4, an endpoint whose last attempt failed shares
-//! `FAILING_MAX_IN_FLIGHT` attempts at once with every other failing one.)
+//! (Between 3 and 4, an endpoint whose last attempt failed slowly shares
+//! `FAILING_MAX_IN_FLIGHT` attempts at once with every other such one.)
 //!
 //! Waiting burns no attempt and holds no worker slot: the delivery goes
 //! back to `scheduled` with a wake time, and a freed slot or a closed
@@ -42,8 +42,8 @@ pub enum WaitReason {
     InFlight,
     /// `rate_limit` was reached in the last second.
     RateLimit,
-    /// Its endpoint is failing and failing endpoints' shared budget
-    /// (`FAILING_MAX_IN_FLIGHT`) is in use.
+    /// Its endpoint is failing slowly and the shared budget of such
+    /// endpoints (`FAILING_MAX_IN_FLIGHT`) is in use.
     Failing,
 }
 

@@ -16,7 +16,7 @@
 --   ord:<F>  zset  an ordered endpoint's open deliveries, by `seq`
 --   held:<F> zset  deliveries kept while the endpoint is disabled
 --   held     zset  flows with held deliveries (shard-wide)
---   fin:failing zset attempts out to failing endpoints (shard-wide), by lease end
+--   fin:failing zset attempts out to endpoints failing slowly (shard-wide), by lease end
 --   fs:<F>:<10-minute bucket> hash  attempts by outcome and duration:
 --                  field `<ok|fail|exhausted>:<duration bucket>`
 --
@@ -182,11 +182,13 @@ local function gate(p, id, st, created, now, lease_until, F, ep, limits)
   -- (each fails after its MAX_RETRIES), and their per-host cap below is
   -- what keeps a dead host from starving the others.
   local b = {false, false, false}
-  if ep then b = redis.call('HMGET', fl, 'open_until', 'probe', 'fails') end
+  if ep then b = redis.call('HMGET', fl, 'open_until', 'probe', 'slow_fail') end
   if b[3] and limits.failing > 0 then
-    -- A failing endpoint (its last attempt failed) shares a small budget of
-    -- attempts with every other failing one, so many dead endpoints at once
-    -- cannot take every worker's slots before their breakers open.
+    -- An endpoint whose last attempt failed slowly (timed out, or answered
+    -- an error after HOST_SLOW) shares a small budget of attempts with
+    -- every other such one, so many dead endpoints at once cannot take
+    -- every worker's slots before their breakers open. One that fails
+    -- quickly holds no slot for long and is not held back.
     local failing = p .. 'fin:failing'
     if redis.call('ZCARD', failing) >= limits.failing then
       redis.call('ZREMRANGEBYSCORE', failing, '-inf', now)
@@ -288,18 +290,23 @@ local function after_attempt(p, id, F, verdict, nxt, now, cfg, dur, endpoint, ha
     return 0, ''
   end
   local fails, change = 0, ''
-  local h = redis.call('HMGET', fl, 'fails', 'open_until', 'probe')
-  -- It was admitted as a failing endpoint's attempt (see the gate).
-  if h[1] then redis.call('ZREM', p .. 'fin:failing', id) end
+  local h = redis.call('HMGET', fl, 'fails', 'open_until', 'probe', 'slow_fail')
+  -- It was admitted as a slowly failing endpoint's attempt (see the gate).
+  if h[4] then redis.call('ZREM', p .. 'fin:failing', id) end
   if verdict == 'ok' then
     -- HDEL, not 0: a healthy endpoint keeps no flow record at all.
-    if h[1] then redis.call('HDEL', fl, 'fails') end
+    if h[1] then redis.call('HDEL', fl, 'fails', 'slow_fail') end
     if h[2] then
       redis.call('HDEL', fl, 'open_until', 'probe')
       change = 'closed'
     end
   elseif verdict == 'fail' then
     fails = redis.call('HINCRBY', fl, 'fails', 1)
+    if dur >= HOST_SLOW then
+      if not h[4] then redis.call('HSET', fl, 'slow_fail', 1) end
+    elseif h[4] then
+      redis.call('HDEL', fl, 'slow_fail')
+    end
     local open = h[2] and tonumber(h[2]) > now
     if cfg.failures > 0 and (h[3] == id or (fails >= cfg.failures and not open)) then
       redis.call('HSET', fl, 'open_until', now + cfg.cooldown)
