@@ -199,12 +199,25 @@ async fn the_breaker_opens_waits_without_attempts_then_a_probe_closes_it() {
     // The receiver recovers (slowly); after the cooldown the breaker is
     // half-open and one probe goes alone; it succeeds, and the breaker
     // closes and lets the rest through.
-    rx.set_default(Reply { status: 200, delay: Duration::from_millis(1500), ..Default::default() });
+    rx.set_default(Reply { status: 200, delay: Duration::from_millis(2500), ..Default::default() });
     let half = wait_endpoint(&app, &t, id, Duration::from_secs(10), |e| e["breaker"]["state"] == "half_open").await;
     assert!(half["breaker"]["consecutive_failures"].as_u64().unwrap() >= 3, "{half}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, stats) = api(&app, Method::GET, &format!("/api/v1/tenants/{t}/endpoints/{id}/stats"), None).await;
-    assert_eq!(stats["now"]["in_flight"], 1, "one probe alone while half-open: {stats}");
+    // The probe goes when a waiting delivery's wake comes due, which a
+    // loaded machine may take a scheduler round or two to notice: wait for
+    // it to be out, then check it is alone for a while (it takes 2.5 s).
+    let stats_path = format!("/api/v1/tenants/{t}/endpoints/{id}/stats");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stats = api(&app, Method::GET, &stats_path, None).await.1;
+    while stats["now"]["in_flight"] == 0 {
+        assert!(Instant::now() < deadline, "no probe went out while half-open: {stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = api(&app, Method::GET, &stats_path, None).await.1;
+    }
+    for _ in 0..5 {
+        assert_eq!(stats["now"]["in_flight"], 1, "one probe alone while half-open: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stats = api(&app, Method::GET, &stats_path, None).await.1;
+    }
     rx.set_default(Reply::status(200));
     let closed = wait_endpoint(&app, &t, id, Duration::from_secs(10), |e| e["breaker"]["state"] == "closed").await;
     assert_eq!(closed["breaker"]["consecutive_failures"], 0, "{closed}");
