@@ -211,6 +211,9 @@ pub struct IntakeSettings {
     pub max_delay: Duration,
     /// `BATCH_MAX`: jobs per `POST /hook_slinger/batch`.
     pub batch_max: usize,
+    /// `SOURCE_RATE_LIMIT`: requests per second a source accepts when it
+    /// sets no `rate_limit` of its own; 0: unlimited.
+    pub source_rate_limit: u32,
 }
 
 /// The accepted API tokens (at least one, none empty).
@@ -386,6 +389,7 @@ impl Settings {
             idempotency_ttl: p.seconds("IDEMPOTENCY_TTL", 86_400.0),
             max_delay: p.seconds("MAX_DELAY", 30.0 * 86_400.0),
             batch_max: p.number("BATCH_MAX", 1000usize).max(1),
+            source_rate_limit: p.number("SOURCE_RATE_LIMIT", 1000u32),
         };
         let no_color = env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
         let retention = Retention {

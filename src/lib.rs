@@ -35,6 +35,7 @@ pub mod queue;
 pub mod secret;
 pub mod service;
 pub mod shutdown;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -74,6 +74,47 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
     }
 }
 
+/// A body taken as bytes, exactly as sent (a provider's webhook, whose
+/// signature covers those bytes), within `MAX_PAYLOAD_BYTES`; any content
+/// type.
+pub struct RawBody(pub Vec<u8>);
+
+impl<'a> ApiExtractor<'a> for RawBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        <poem_openapi::types::Binary<Vec<u8>> as Type>::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "*/*",
+                schema: <poem_openapi::types::Binary<Vec<u8>> as Type>::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(req: &'a Request, body: &mut RequestBody, _: ExtractParamOptions<()>) -> poem::Result<Self> {
+        let limit = req.data::<BodyLimit>().map(|l| l.0).unwrap_or(1024 * 1024);
+        let declared = req.header("content-length").and_then(|v| v.parse::<u64>().ok());
+        match read_within(body.take()?, limit, declared).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(Unread::TooLarge) => Err(json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than MAX_PAYLOAD_BYTES ({limit} bytes)."),
+            )),
+            Err(Unread::Io(e)) => {
+                Err(json_error(StatusCode::BAD_REQUEST, format!("Could not read the request body: {e}")))
+            }
+        }
+    }
+}
+
 /// Why a body was not read.
 enum Unread {
     TooLarge,

@@ -156,11 +156,39 @@ struct EventView {
     /// in a single event's answer.
     #[oai(skip_serializing_if_is_none)]
     deliveries: Option<Vec<DeliveryView>>,
+    /// For an event a source ingested: the request, as received; only in a
+    /// single event's answer.
+    #[oai(skip_serializing_if_is_none)]
+    ingested: Option<IngestedView>,
+}
+
+/// The provider's request an event was made of.
+#[derive(Object)]
+struct IngestedView {
+    /// The source that received it.
+    source_id: String,
+    /// The provider's delivery id, if it sent one.
+    #[oai(skip_serializing_if_is_none)]
+    delivery_id: Option<String>,
+    /// The request's headers, `[name, value]` in the order received
+    /// (`Authorization` and `Cookie` are not kept).
+    headers: Vec<Vec<String>>,
+    /// The body byte for byte, base64 (signatures can be checked again
+    /// against it).
+    body_base64: String,
 }
 
 impl EventView {
     fn of(id: EventId, ev: EventRead, deliveries: Option<Vec<JobRecord>>) -> Self {
+        use base64::Engine;
+        let ingested = ev.origin.filter(|_| deliveries.is_some()).map(|o| IngestedView {
+            source_id: o.source,
+            delivery_id: Some(o.delivery_id).filter(|d| !d.is_empty()),
+            headers: serde_json::from_str(&o.headers).unwrap_or_default(),
+            body_base64: base64::engine::general_purpose::STANDARD.encode(&o.raw),
+        });
         Self {
+            ingested,
             event_id: id.to_string(),
             event_type: ev.event_type,
             payload: serde_json::from_str(&ev.payload).unwrap_or(Value::Null),

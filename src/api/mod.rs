@@ -12,6 +12,7 @@ mod health;
 mod hooks;
 mod listing;
 mod problem;
+mod sources;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -28,6 +29,7 @@ use crate::{
     events::EventService,
     queue::Queue,
     service::HookService,
+    sources::SourceService,
     store::{self, JobStore},
 };
 
@@ -60,6 +62,7 @@ pub struct Application {
     service: HookService,
     endpoints: EndpointService,
     events: EventService,
+    sources: SourceService,
     settings: Settings,
 }
 
@@ -78,6 +81,14 @@ impl Application {
         let endpoints =
             EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
         let events = EventService::new(store.clone(), queue.clone(), timeout);
+        let intake = &settings.api.intake;
+        let sources = SourceService::new(
+            store.clone(),
+            events.clone(),
+            timeout,
+            intake.source_rate_limit,
+            intake.idempotency_ttl,
+        );
         let service = HookService::new(store, queue, timeout, settings.redis.wait_replicas);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor =
@@ -87,7 +98,7 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .unwrap_or(settings.api.port);
-        Ok(Self { acceptor, port, service, endpoints, events, settings })
+        Ok(Self { acceptor, port, service, endpoints, events, sources, settings })
     }
 
     /// The port actually bound (useful with `APP_PORT=0`).
@@ -98,7 +109,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes open requests.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %format!("{}:{}", self.settings.api.host, self.port), docs = "/docs", "app listening");
-        let app = routes(&self.settings, self.service).data(self.endpoints).data(self.events);
+        let app = routes(&self.settings, self.service).data(self.endpoints).data(self.events).data(self.sources);
         Server::new_with_acceptor(self.acceptor)
             // Connections that send nothing for this long are closed, so
             // slow or stuck clients cannot hold sockets forever.
@@ -119,6 +130,7 @@ type Apis = listing::SharedPaths<(
     listing::ListingApi,
     endpoints::EndpointsApi,
     events::EventsApi,
+    sources::SourcesApi,
     health::HealthApi,
 )>;
 
@@ -128,6 +140,7 @@ fn api_service() -> OpenApiService<Apis, ()> {
         listing::ListingApi,
         endpoints::EndpointsApi,
         events::EventsApi,
+        sources::SourcesApi,
         health::HealthApi,
     ));
     OpenApiService::new(apis, "Hook Slinger", env!("CARGO_PKG_VERSION")).description(

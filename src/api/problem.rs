@@ -4,7 +4,7 @@
 
 use poem_openapi::{payload::Json, ApiResponse};
 
-use crate::{endpoints::EndpointError, events::EventError, store::StoreError};
+use crate::{endpoints::EndpointError, events::EventError, sources::SourceError, store::StoreError};
 
 use super::errors::ErrorBody;
 
@@ -92,6 +92,21 @@ impl From<EventError> for Problem {
             EventError::Store(s) => Self::store(&s, false),
             EventError::Timeout(_) => {
                 tracing::error!("event operation timed out");
+                Self::unavailable("Redis did not answer in time (REDIS_TIMEOUT)")
+            }
+        }
+    }
+}
+
+impl From<SourceError> for Problem {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Invalid(_) => Self::bad(e.to_string()),
+            SourceError::NotFound => Self::not_found("source"),
+            SourceError::Busy => Self::Conflict(Json(ErrorBody::new(e.to_string()))),
+            SourceError::Store(s) => Self::store(&s, false),
+            SourceError::Timeout(_) => {
+                tracing::error!("source operation timed out");
                 Self::unavailable("Redis did not answer in time (REDIS_TIMEOUT)")
             }
         }

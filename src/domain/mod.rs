@@ -12,7 +12,7 @@ mod target;
 pub use filter::{FilterError, PayloadFilter};
 pub use job_id::{JobId, JobIdError};
 pub use label::{Label, LabelError};
-pub use names::{EndpointId, EventId, EventType, NameError, TenantId};
+pub use names::{EndpointId, EventId, EventType, NameError, SourceId, TenantId};
 pub use new_event::NewEvent;
 pub use new_job::{FieldError, Limits, NewJob, NewJobError};
 pub use target::{TargetUrl, TargetUrlError};

@@ -19,6 +19,9 @@ pub enum NameError {
     /// Not one of the ids we mint.
     #[error("not an endpoint id: expected ep_ followed by 32 hex digits")]
     NotOurs,
+    /// Not one of the source ids we mint.
+    #[error("not a source id: expected src_ followed by 32 hex digits")]
+    NotASource,
 }
 
 fn check(raw: &str, max: usize, allowed: fn(char) -> bool, alphabet: &'static str) -> Result<(), NameError> {
@@ -104,6 +107,29 @@ impl EndpointId {
         let hex = raw.strip_prefix("ep_").ok_or(NameError::NotOurs)?;
         if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
             return Err(NameError::NotOurs);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+name_type! {
+    /// A source's id: `src_` and 32 hex digits, minted by us. It is the
+    /// only name in an ingest URL, so the store places a source by its id
+    /// (see `store::sources`).
+    SourceId
+}
+
+impl SourceId {
+    /// A fresh id.
+    pub fn mint() -> Self {
+        Self(format!("src_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Parses an id from a URL path.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let hex = raw.strip_prefix("src_").ok_or(NameError::NotASource)?;
+        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+            return Err(NameError::NotASource);
         }
         Ok(Self(raw.to_owned()))
     }

@@ -16,7 +16,7 @@ use crate::{
     queue::Queue,
     store::{
         coalesce::Coalescer,
-        events::{EventAccepted, EventRead, EventWrite, INLINE_DELIVERIES},
+        events::{EventAccepted, EventRead, EventWrite, Origin, INLINE_DELIVERIES},
         IdempotencyClaim, JobStore, StoreError,
     },
 };
@@ -78,6 +78,7 @@ struct Pending {
     now: DateTime<Utc>,
     idempotency: Option<IdempotencyClaim>,
     ids: Vec<JobId>,
+    origin: Option<Origin>,
 }
 
 /// Event operations over one store and queue.
@@ -117,12 +118,25 @@ impl EventService {
     /// stored it is accepted: if queueing fails, the reconciler queues the
     /// deliveries (`RECONCILE_AFTER`) and any worker takes up the expansion
     /// when its lease runs out (`EXPANSION_LEASE`).
-    #[tracing::instrument(name = "post_event", skip_all, fields(tenant = %tenant, event_type = %event.event_type))]
     pub async fn post(
         &self,
         tenant: TenantId,
         event: NewEvent,
         idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Posted, EventError> {
+        self.post_from(tenant, event, idempotency, None).await
+    }
+
+    /// [`Self::post`] for an event ingested by a source: the request is
+    /// stored with the event, and counted and logged for the source, in
+    /// the same step.
+    #[tracing::instrument(name = "post_event", skip_all, fields(tenant = %tenant, event_type = %event.event_type))]
+    pub async fn post_from(
+        &self,
+        tenant: TenantId,
+        event: NewEvent,
+        idempotency: Option<IdempotencyClaim>,
+        origin: Option<Origin>,
     ) -> Result<Posted, EventError> {
         let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
         let shard = self.store.shard_of_tenant(&tenant);
@@ -135,6 +149,7 @@ impl EventService {
             now,
             idempotency,
             ids,
+            origin,
         };
         let accepted = self.bounded(async { Ok(self.commits[shard].submit(pending).await?) }).await?;
         Ok(match accepted {
@@ -206,6 +221,7 @@ async fn commit(
             due: p.event.deliver_at.filter(|at| at.timestamp_millis() > p.now.timestamp_millis()),
             idempotency: p.idempotency.as_ref().map(|c| (c.key.as_str(), c.fingerprint.as_str(), c.ttl)),
             ids: p.ids.clone(),
+            origin: p.origin.as_ref(),
         })
         .collect();
     let accepted = store.events().accept_many(shard, &writes, EXPANSION_LEASE).await?;

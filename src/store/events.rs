@@ -59,6 +59,22 @@ pub struct EventWrite<'a> {
     /// Fresh job ids in the tenant's shard for the deliveries made with
     /// the event (at most [`INLINE_DELIVERIES`]).
     pub ids: Vec<JobId>,
+    /// The request it was ingested from, if a source's.
+    pub origin: Option<&'a Origin>,
+}
+
+/// The request an ingested event came from, kept byte for byte with it
+/// (the event hash's `source`, `raw`, `headers` and `delivery` fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The source.
+    pub source: String,
+    /// The body as received.
+    pub raw: Vec<u8>,
+    /// The request's headers, JSON: `[[name, value], ...]` in order.
+    pub headers: String,
+    /// The provider's delivery id, or empty.
+    pub delivery_id: String,
 }
 
 /// What storing an event did.
@@ -119,6 +135,8 @@ pub struct EventRead {
     pub made: u64,
     /// Whether every delivery has been made.
     pub expanded: bool,
+    /// The request it was ingested from, if a source's.
+    pub origin: Option<Origin>,
 }
 
 /// The event records of every tenant; see the module doc.
@@ -190,8 +208,12 @@ impl EventStore<'_> {
                 .arg(ev.due.map(ms).unwrap_or(0))
                 .arg(if ikey.is_empty() { String::new() } else { format!("ev:{ikey}") })
                 .arg(fp)
-                .arg(ttl.as_millis() as u64)
-                .arg(ev.ids.len());
+                .arg(ttl.as_millis() as u64);
+            match ev.origin {
+                Some(o) => inv.arg(&o.source).arg(&o.raw[..]).arg(&o.headers).arg(&o.delivery_id),
+                None => inv.arg("").arg("").arg("").arg(""),
+            };
+            inv.arg(ev.ids.len());
             for id in &ev.ids {
                 inv.arg(id.as_str());
             }
@@ -253,19 +275,31 @@ impl EventStore<'_> {
     /// Reads an event.
     pub async fn get(&self, tenant: &TenantId, id: &EventId) -> Result<Option<EventRead>, StoreError> {
         let key = format!("{}ev:{tenant}:{id}", self.store.tenant_prefix(tenant));
-        let h: std::collections::HashMap<String, String> = self.store.conn.clone().hgetall(key).await?;
+        // Bytes: an ingested request's body need not be UTF-8.
+        let mut h: std::collections::HashMap<String, Vec<u8>> = self.store.conn.clone().hgetall(key).await?;
         if h.is_empty() {
             return Ok(None);
         }
-        let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or_default();
+        let raw = h.remove("raw");
+        let text = |h: &std::collections::HashMap<String, Vec<u8>>, k: &str| {
+            h.get(k).map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let num = |k: &str| text(&h, k).and_then(|v| v.parse::<i64>().ok()).unwrap_or_default();
+        let origin = text(&h, "source").map(|source| Origin {
+            source,
+            headers: text(&h, "headers").unwrap_or_default(),
+            delivery_id: text(&h, "delivery").unwrap_or_default(),
+            raw: raw.unwrap_or_default(),
+        });
         Ok(Some(EventRead {
-            event_type: h.get("type").cloned().unwrap_or_default(),
-            payload: h.get("payload").cloned().unwrap_or_else(|| "null".to_owned()),
+            origin,
+            event_type: text(&h, "type").unwrap_or_default(),
+            payload: text(&h, "payload").unwrap_or_else(|| "null".to_owned()),
             created_at: from_ms(num("created_at")),
             deliver_at: Some(num("due")).filter(|d| *d > 0).map(from_ms),
             matched: num("matched") as u64,
             made: num("made") as u64,
-            expanded: h.get("state").map(String::as_str) == Some("expanded"),
+            expanded: text(&h, "state").as_deref() == Some("expanded"),
         }))
     }
 

@@ -61,6 +61,7 @@ pub mod events;
 pub mod flows;
 mod listing;
 mod shards;
+pub mod sources;
 
 pub use admin::{MinuteStats, RetryNow, WorkerInfo, WORKER_GONE_AFTER};
 use coalesce::Coalescer;

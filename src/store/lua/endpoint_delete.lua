@@ -10,5 +10,7 @@ if not entries then return 0 end
 for entry in string.gmatch(entries, '%S+') do redis.call('ZREM', p .. 'ix:' .. t .. ':' .. entry, id) end
 redis.call('DEL', key, p .. 'epd:' .. t .. ':' .. id)
 redis.call('ZREM', p .. 'eps:' .. t, id)
-if redis.call('ZCARD', p .. 'eps:' .. t) == 0 then redis.call('ZREM', p .. 'tenants', t) end
+if redis.call('ZCARD', p .. 'eps:' .. t) + redis.call('ZCARD', p .. 'srcs:' .. t) == 0 then
+  redis.call('ZREM', p .. 'tenants', t)
+end
 return 1

@@ -8,7 +8,11 @@
 -- ARGV: prefix, expansion lease (ms), task name prefix, attempts per task,
 --   then per event: its request's clock (ms), tenant, event id, event type,
 --   payload JSON, due (ms; 0 or anything <= its clock = now), idempotency key ('' = none), request fingerprint,
---   idempotency TTL (ms), N, then N fresh job ids.
+--   idempotency TTL (ms), the source it was ingested from ('' = posted),
+--   the raw request body, its headers (JSON), the provider's delivery id,
+--   N, then N fresh job ids.
+-- An ingested request is counted and logged for its source here, in the
+-- same step as its event (see `store::sources`).
 -- Returns per event {'new', event id, matched, created at, 'done' |
 -- 'expand', then job id and task of each delivery made and due now} or,
 -- for an event id (or idempotency key) seen before, {'dup', event id,
@@ -20,8 +24,9 @@ local replies = {}
 local i = 5
 while i <= #ARGV do
   local now, t, eid, typ, payload = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local due, ikey, fp, ttl, n_ids = tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], tonumber(ARGV[i + 9])
-  local ids = {next = i + 10, last = i + 9 + n_ids}
+  local due, ikey, fp, ttl = tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local src, raw, headers, delivery, n_ids = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12], tonumber(ARGV[i + 13])
+  local ids = {next = i + 14, last = i + 13 + n_ids}
   for j = ids.next, ids.last do ids[j] = ARGV[j] end
   i = ids.last + 1
 
@@ -74,6 +79,19 @@ while i <= #ARGV do
       redis.call('HSET', idem, 'fp', fp, 'event_id', eid)
       redis.call('PEXPIRE', idem, ttl)
     end
+    if src ~= '' then
+      redis.call('HSET', key, 'source', src, 'raw', raw, 'headers', headers, 'delivery', delivery)
+    end
+  end
+  if src ~= '' then
+    local result = reply[1] == 'new' and 'accepted' or 'duplicate'
+    local stats = p .. 'sst:' .. src .. ':' .. math.floor(now / 300000)
+    redis.call('HINCRBY', stats, result, 1)
+    redis.call('EXPIRE', stats, 7200)
+    local entry = {at = now, result = result, event_id = reply[2], bytes = #raw}
+    if delivery ~= '' then entry.delivery_id = delivery end
+    redis.call('LPUSH', p .. 'sreq:' .. src, cjson.encode(entry))
+    redis.call('LTRIM', p .. 'sreq:' .. src, 0, 99)
   end
   table.insert(replies, reply)
 end
