@@ -55,7 +55,8 @@ target/pyenv/.ok:
 ## BENCH_ONLY=latency runs only the latency at 50/200/500 jobs/s (BENCH_LATENCY_SECS each, default 60),
 ## BENCH_ONLY=e2e only end to end with Redis CPU and commands per job (BENCH_VERBOSE=1: per command),
 ## BENCH_ONLY=cluster only the Redis Cluster capacity (1, 2 and 3 masters),
-## BENCH_ONLY=fanout only events fanned out to 1, 10 and 1,000 endpoints
+## BENCH_ONLY=fanout only events fanned out to 1, 10 and 1,000 endpoints,
+## BENCH_ONLY=ingest only signed GitHub requests to a source, delivered to one endpoint
 bench:
 	$(CARGO) build --release --bins
 	@scripts/ensure-redis.sh >/dev/null

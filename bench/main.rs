@@ -7,11 +7,13 @@
 //! (`latency.rs`; `BENCH_LATENCY_SECS` per rate, default 60) and updates
 //! its rows in `results.json`, keeping the others. `BENCH_ONLY=fanout` runs
 //! only the fan-out section (`fanout.rs`), `BENCH_ONLY=flow` only the
-//! section with 10% dead endpoints (`flow.rs`).
+//! section with 10% dead endpoints (`flow.rs`), `BENCH_ONLY=ingest` only
+//! signed requests to a source (`ingest.rs`).
 
 mod cluster;
 mod fanout;
 mod flow;
+mod ingest;
 mod latency;
 
 use std::{
@@ -370,6 +372,7 @@ async fn bench() -> anyhow::Result<()> {
     let only_cluster = only == "cluster";
     let only_fanout = only == "fanout";
     let only_flow = only == "flow";
+    let only_ingest = only == "ingest";
     let bin = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
 
     // Our own Redis, without persistence, so runs are comparable.
@@ -407,6 +410,11 @@ async fn bench() -> anyhow::Result<()> {
             wait_ready(&http, &base).await?;
             return flow::run(&env, &http, &base, &mut procs, &mut report).await;
         }
+        if only_ingest {
+            procs.add("app", env.spawn("hook-slinger-app", &[])?);
+            wait_ready(&http, &base).await?;
+            return ingest::run(&env, &http, &base, &mut procs, &mut report).await;
+        }
         if only_latency {
             procs.add("app", env.spawn("hook-slinger-app", &[])?);
             wait_ready(&http, &base).await?;
@@ -417,6 +425,7 @@ async fn bench() -> anyhow::Result<()> {
             }
             fanout::run(&env, &http, &base, &mut procs, &mut report).await?;
             flow::run(&env, &http, &base, &mut procs, &mut report).await?;
+            ingest::run(&env, &http, &base, &mut procs, &mut report).await?;
         }
         latency::run(&env, &base, &mut procs, &mut report).await?;
         procs.stop("app");
@@ -427,7 +436,7 @@ async fn bench() -> anyhow::Result<()> {
     let _ = redis.kill();
     let _ = redis.wait();
     result?;
-    report.write(only_latency || only_e2e || only_cluster || only_fanout || only_flow)
+    report.write(only_latency || only_e2e || only_cluster || only_fanout || only_flow || only_ingest)
 }
 
 /// Accept rates, end-to-end throughput, latency at 500/s and backlog drain,
