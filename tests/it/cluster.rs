@@ -10,6 +10,7 @@
 mod apalis;
 mod conn;
 mod e2e;
+mod sources;
 // Restarting a node serves only the chaos scenarios, which include this file.
 #[allow(dead_code)]
 mod harness;
