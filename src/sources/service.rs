@@ -110,6 +110,22 @@ fn headers_json(headers: &HeaderMap) -> String {
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// The body as JSON: the body itself, or, for a form (GitHub's
+/// `application/x-www-form-urlencoded` content type), its `payload` field.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Option<Value> {
+    let form = headers
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("application/x-www-form-urlencoded"));
+    if form {
+        let payload = url::form_urlencoded::parse(body).find(|(k, _)| k == "payload").map(|(_, v)| v);
+        if let Some(v) = payload.and_then(|p| serde_json::from_str(&p).ok()) {
+            return Some(v);
+        }
+    }
+    serde_json::from_slice(body).ok()
+}
+
 impl SourceService {
     /// Source operations; `default_rate` is `SOURCE_RATE_LIMIT`,
     /// `replay_window` `IDEMPOTENCY_TTL`, `timeout` bounds each operation.
@@ -262,7 +278,7 @@ impl SourceService {
     }
 
     async fn accept(&self, source: &Source, headers: &HeaderMap, body: &[u8]) -> Result<Ingested, IngestError> {
-        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let parsed = parse_body(headers, body);
         let delivery_id = source.verify.delivery_id(headers, parsed.as_ref());
         let event = NewEvent {
             event_type: source.event_type(headers, parsed.as_ref()),
@@ -296,5 +312,21 @@ impl SourceService {
                 why: "a replay key with another fingerprint".to_owned(),
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poem::http::HeaderValue;
+
+    #[test]
+    fn a_form_bodys_payload_field_is_its_json() {
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_body(&h, br#"{"a":1}"#), Some(serde_json::json!({"a": 1})));
+        assert_eq!(parse_body(&h, b"payload=%7B%22a%22%3A1%7D"), None);
+        h.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
+        assert_eq!(parse_body(&h, b"payload=%7B%22a%22%3A1%7D"), Some(serde_json::json!({"a": 1})));
+        assert_eq!(parse_body(&h, b"other=1"), None);
     }
 }
