@@ -1,6 +1,6 @@
 //! `hook-slinger-monitor`: the web UI (`serve`, the default) and the CLI
 //! (`jobs`, `show`, `requeue`, `workers`, `stats`, `endpoints`, `events`,
-//! `recover`) for watching jobs and fan-out.
+//! `recover`, `sources`) for watching jobs, fan-out and sources.
 
 use std::process::ExitCode;
 

@@ -54,7 +54,8 @@ th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid var(--lin
 th { color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .3px; background: #fafbfc; }
 tbody tr:hover { background: #f9fafb; }
 td.wrap { white-space: normal; word-break: break-word; }
-td.wide { min-width: 260px; } td.mid { min-width: 130px; }
+td.wide { min-width: 260px; } td.mid { min-width: 130px; } td.src { min-width: 150px; }
+td.ingest { white-space: normal; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 2px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; }
 .badge.queued { color: var(--queued); background: var(--queued-bg); }
@@ -64,6 +65,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge.failed, .badge.err, .badge.gone { color: var(--failed); background: var(--failed-bg); }
 .badge.held { color: var(--held); background: var(--held-bg); }
 .badge.idle { color: var(--muted); background: #f2f4f7; }
+.badge.warn { color: var(--scheduled); background: var(--scheduled-bg); border: 1px solid #fcd34d; }
 .muted { color: var(--muted); }
 .small { font-size: 12px; }
 form.inline { display: inline; }

@@ -2,7 +2,7 @@
 //! aligned (coloured on a terminal) tables for people and `--json` for
 //! scripts.
 
-use std::{io::Write, time::Duration};
+use std::{collections::BTreeMap, io::Write, time::Duration};
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -14,11 +14,14 @@ use crate::{
     domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
     endpoints::BreakerState,
     jobs::{JobRecord, JobState},
+    sources::{EventTypeFrom, Verify},
     store::{events::EventRead, Cursor, JobFilter, JobSummary, Requeue, WorkerInfo},
 };
 
 use super::{
-    console::{parse_time, Console, ConsoleError, EndpointHealth, Health, Selection, BULK_REQUEUE_RATE},
+    console::{
+        parse_time, Console, ConsoleError, EndpointHealth, Health, Selection, SourceActivity, BULK_REQUEUE_RATE,
+    },
     views::relative,
 };
 
@@ -122,6 +125,13 @@ pub enum Command {
         /// The endpoint's tenant; looked up when left out.
         #[arg(long)]
         tenant: Option<String>,
+    },
+    /// List a tenant's sources (providers that send to us) with their
+    /// ingest URL, scheme (`none`: unverified) and the last hour's
+    /// requests: accepted, duplicate, rate limited, refused by reason.
+    Sources {
+        /// The tenant.
+        tenant: String,
     },
 }
 
@@ -270,6 +280,10 @@ pub async fn execute(command: Command, console: &Console, o: &mut Output<'_>) ->
         }
         Command::Recover { endpoint_id, since, until, tenant } => {
             recover(o, console, endpoint_id, since, until, tenant).await
+        }
+        Command::Sources { tenant } => {
+            let tenant = TenantId::parse(tenant.trim()).map_err(|e| CliError::Usage(format!("tenant: {e}")))?;
+            sources(o, &console.all_sources(&tenant).await?)
         }
     }
 }
@@ -871,6 +885,118 @@ async fn recover(
     )?)
 }
 
+/// A source as printed by `sources --json` (without its secrets).
+#[derive(Serialize)]
+struct SourceRow<'a> {
+    source_id: &'a str,
+    tenant: &'a str,
+    name: &'a str,
+    ingest_url: String,
+    scheme: &'static str,
+    /// False for the `none` scheme: requests are accepted unsigned.
+    verified: bool,
+    default_event_type: &'a str,
+    event_type_from: Option<&'a EventTypeFrom>,
+    rate_limit: Option<u32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_hour: SourceHour,
+    last_request_at: Option<DateTime<Utc>>,
+}
+
+/// A source's requests over the last hour, as `sources --json` prints them.
+#[derive(Serialize)]
+struct SourceHour {
+    accepted: u64,
+    duplicate: u64,
+    rate_limited: u64,
+    refused: u64,
+    refused_by_reason: BTreeMap<String, u64>,
+}
+
+fn source_row(a: &SourceActivity) -> SourceRow<'_> {
+    let s = &a.source;
+    let c = &a.counts;
+    SourceRow {
+        source_id: s.id.as_str(),
+        tenant: s.tenant.as_str(),
+        name: &s.name,
+        ingest_url: s.ingest_path(),
+        scheme: s.verify.scheme_name(),
+        verified: !matches!(s.verify, Verify::None),
+        default_event_type: s.default_event_type.as_str(),
+        event_type_from: s.event_type_from.as_ref(),
+        rate_limit: s.rate_limit,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        last_hour: SourceHour {
+            accepted: c.accepted,
+            duplicate: c.duplicate,
+            rate_limited: c.rate_limited,
+            refused: c.refused_total(),
+            refused_by_reason: c.refused.iter().cloned().collect(),
+        },
+        last_request_at: a.last_request_at(),
+    }
+}
+
+fn sources(o: &mut Output<'_>, rows: &[SourceActivity]) -> Result<(), CliError> {
+    if o.json {
+        let sources: Vec<SourceRow> = rows.iter().map(source_row).collect();
+        return json_line(o, &serde_json::json!({ "sources": sources }));
+    }
+    let table = Table {
+        head: vec![
+            "SOURCE ID",
+            "NAME",
+            "INGEST URL",
+            "SCHEME",
+            "ACCEPTED 1H",
+            "DUPLICATE",
+            "RATE LIMITED",
+            "REFUSED",
+            "LAST REQUEST",
+        ],
+        rows: rows
+            .iter()
+            .map(|a| {
+                let r = source_row(a);
+                let scheme = if r.verified {
+                    plain(r.scheme)
+                } else {
+                    (format!("{} (unverified)", r.scheme), Some(Style::new().yellow().bold()))
+                };
+                let reasons: Vec<String> = a
+                    .counts
+                    .refused
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect();
+                let refused = if reasons.is_empty() {
+                    (r.last_hour.refused.to_string(), None)
+                } else {
+                    (format!("{} ({})", r.last_hour.refused, reasons.join(", ")), Some(Style::new().red()))
+                };
+                vec![
+                    plain(r.source_id),
+                    plain(r.name),
+                    plain(r.ingest_url),
+                    scheme,
+                    plain(r.last_hour.accepted.to_string()),
+                    plain(r.last_hour.duplicate.to_string()),
+                    plain(r.last_hour.rate_limited.to_string()),
+                    refused,
+                    plain(when(r.last_request_at)),
+                ]
+            })
+            .collect(),
+    };
+    table.write(o)?;
+    writeln!(o.out, "\n{} sources", rows.len())?;
+    Ok(())
+}
+
 fn words(d: Duration) -> String {
     match d.as_secs() {
         s if s % 86_400 == 0 && s > 0 => format!("{} d", s / 86_400),
@@ -909,5 +1035,7 @@ mod tests {
         assert!(Cli::try_parse_from(["m", "events", "--tenant", "t", "--type", "order.created"]).is_ok());
         assert!(Cli::try_parse_from(["m", "recover", "ep_1", "--since", "24h", "--until", "1h"]).is_ok());
         assert!(Cli::try_parse_from(["m", "recover", "ep_1"]).is_err(), "--since is required");
+        assert!(Cli::try_parse_from(["m", "sources", "acme", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["m", "sources"]).is_err(), "the tenant is required");
     }
 }

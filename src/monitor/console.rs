@@ -1,7 +1,7 @@
 //! The monitor's operations, shared by its web pages and its CLI, so a
 //! button and a command do exactly the same thing.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 
@@ -9,15 +9,18 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::{
     config::{Retention, Settings},
-    domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
+    domain::{EndpointId, EventId, EventType, JobId, Label, SourceId, TenantId},
     endpoints::{BreakerState, Endpoint, EndpointError, EndpointInput, EndpointService, EndpointStats},
     events::{EventError, EventService, EventWithDeliveries},
     jobs::{Attempt, JobRecord, JobState},
     queue::{Queue, QueueError},
     service::{HookService, ServiceError},
+    sources::{Refusal, Source, SourceError, SourceService},
     store::{
-        self, events::EventRead, Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, RetryNow, StoreError,
-        WorkerInfo,
+        self,
+        events::EventRead,
+        sources::{Activity, LoggedRequest},
+        Cursor, JobFilter, JobStore, MinuteStats, Page, Requeue, RetryNow, StoreError, WorkerInfo,
     },
 };
 
@@ -40,15 +43,20 @@ pub enum ConsoleError {
     /// An event operation failed.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A source operation failed (`NotFound` included: see
+    /// [`ConsoleError::is_not_found`]).
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// A purge age (seconds) outside 0 to [`MAX_PURGE_AGE`].
     #[error("older_than={0}s: must be at most {max} seconds (ten years)", max = MAX_PURGE_AGE.as_secs())]
     PurgeAge(u64),
 }
 
 impl ConsoleError {
-    /// True when the endpoint asked for does not exist (for that tenant).
+    /// True when the endpoint or source asked for does not exist (for
+    /// that tenant).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Endpoint(EndpointError::NotFound))
+        matches!(self, Self::Endpoint(EndpointError::NotFound) | Self::Source(SourceError::NotFound))
     }
 }
 
@@ -122,8 +130,10 @@ pub struct Console {
     service: HookService,
     endpoints: EndpointService,
     events: EventService,
+    sources: SourceService,
     queue: Queue,
     retention: Retention,
+    source_rate_limit: u32,
 }
 
 impl Console {
@@ -137,8 +147,24 @@ impl Console {
         let endpoints =
             EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
         let events = EventService::new(store.clone(), queue.clone(), timeout);
+        let intake = &settings.api.intake;
+        let sources = SourceService::new(
+            store.clone(),
+            events.clone(),
+            timeout,
+            intake.source_rate_limit,
+            intake.idempotency_ttl,
+        );
         let service = HookService::new(store, queue.clone(), timeout, settings.redis.wait_replicas);
-        Ok(Self { service, endpoints, events, queue, retention: settings.retention })
+        Ok(Self {
+            service,
+            endpoints,
+            events,
+            sources,
+            queue,
+            retention: settings.retention,
+            source_rate_limit: intake.source_rate_limit,
+        })
     }
 
     /// The job store.
@@ -543,6 +569,113 @@ impl Console {
     }
 }
 
+/// A source's requests over the last hour (in 5-minute steps), by result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// Accepted and stored as events.
+    pub accepted: u64,
+    /// Replays of a delivery id already accepted (not delivered again).
+    pub duplicate: u64,
+    /// Answered 429 (over the source's rate limit).
+    pub rate_limited: u64,
+    /// Answered 401, per reason: every one of [`Refusal::ALL`] in that
+    /// order (zeros included), then any other reason found in the counters.
+    pub refused: Vec<(String, u64)>,
+}
+
+impl SourceCounts {
+    /// The counts in an [`Activity`]'s `last_hour`.
+    pub fn of(last_hour: &BTreeMap<String, u64>) -> Self {
+        let get = |k: &str| last_hour.get(k).copied().unwrap_or_default();
+        let mut refused: Vec<(String, u64)> =
+            Refusal::ALL.iter().map(|r| (r.as_str().to_owned(), get(&format!("refused:{}", r.as_str())))).collect();
+        for (k, n) in last_hour {
+            if let Some(reason) = k.strip_prefix("refused:") {
+                if !refused.iter().any(|(r, _)| r == reason) {
+                    refused.push((reason.to_owned(), *n));
+                }
+            }
+        }
+        Self { accepted: get("accepted"), duplicate: get("duplicate"), rate_limited: get("rate_limited"), refused }
+    }
+
+    /// Refused requests, whatever the reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Every request counted.
+    pub fn total(&self) -> u64 {
+        self.accepted + self.duplicate + self.rate_limited + self.refused_total()
+    }
+}
+
+/// A source with its last hour's counts and its latest requests.
+#[derive(Debug, Clone)]
+pub struct SourceActivity {
+    /// The source (its secrets are in it: never show them).
+    pub source: Source,
+    /// The last hour's counts.
+    pub counts: SourceCounts,
+    /// Its latest requests, newest first (at most
+    /// [`store::sources::LOGGED`]).
+    pub latest: Vec<LoggedRequest>,
+}
+
+impl SourceActivity {
+    /// `source` with its `activity`.
+    pub fn of(source: Source, activity: Activity) -> Self {
+        Self { source, counts: SourceCounts::of(&activity.last_hour), latest: activity.latest }
+    }
+
+    /// When its latest logged request came (refused, accepted or
+    /// duplicate; rate-limited requests are only counted).
+    pub fn last_request_at(&self) -> Option<DateTime<Utc>> {
+        self.latest.first().and_then(|r| DateTime::from_timestamp_millis(r.at))
+    }
+}
+
+/// The sources that receive providers' webhooks.
+impl Console {
+    /// The source operations.
+    pub fn sources(&self) -> &SourceService {
+        &self.sources
+    }
+
+    /// `SOURCE_RATE_LIMIT`: requests per second a source without its own
+    /// `rate_limit` accepts (0: no limit).
+    pub fn source_rate_limit(&self) -> u32 {
+        self.source_rate_limit
+    }
+
+    /// Every source of a tenant (oldest first), each with its activity. A
+    /// source deleted while the list is read is left out.
+    pub async fn all_sources(&self, tenant: &TenantId) -> Result<Vec<SourceActivity>, ConsoleError> {
+        let listed = self.sources.list(tenant).await?;
+        // A few sources at a time: each is one pipeline of its counters
+        // and log.
+        let read: Vec<Option<SourceActivity>> = futures::stream::iter(listed)
+            .map(|source| async move {
+                match self.sources.activity(tenant, &source.id).await {
+                    Ok(activity) => Ok(Some(SourceActivity::of(source, activity))),
+                    Err(SourceError::NotFound) => Ok(None),
+                    Err(e) => Err(ConsoleError::from(e)),
+                }
+            })
+            .buffered(8)
+            .try_collect()
+            .await?;
+        Ok(read.into_iter().flatten().collect())
+    }
+
+    /// A source of `tenant` with its activity (another tenant's source is
+    /// not found).
+    pub async fn source(&self, tenant: &TenantId, id: &SourceId) -> Result<SourceActivity, ConsoleError> {
+        let (source, activity) = futures::try_join!(self.sources.get(tenant, id), self.sources.activity(tenant, id))?;
+        Ok(SourceActivity::of(source, activity))
+    }
+}
+
 /// How long a secret replaced from the monitor keeps signing beside the new
 /// one, so receivers have a day to switch.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -565,6 +698,35 @@ mod tests {
             response_body: None,
             response_truncated: false,
         }
+    }
+
+    #[test]
+    fn source_counts_name_every_reason_in_order_and_keep_unknown_ones() {
+        let hour: BTreeMap<String, u64> = [
+            ("accepted", 4),
+            ("duplicate", 1),
+            ("refused:wrong_signature", 2),
+            ("refused:stale_timestamp", 1),
+            ("refused:something_new", 5),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k.to_owned(), n))
+        .collect();
+        let c = SourceCounts::of(&hour);
+        assert_eq!((c.accepted, c.duplicate, c.rate_limited), (4, 1, 0));
+        let reasons: Vec<(&str, u64)> = c.refused.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("missing_signature", 0),
+                ("malformed_signature", 0),
+                ("wrong_signature", 2),
+                ("stale_timestamp", 1),
+                ("something_new", 5)
+            ]
+        );
+        assert_eq!((c.refused_total(), c.total()), (8, 13));
+        assert_eq!(SourceCounts::of(&BTreeMap::new()).total(), 0);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The monitor (`hook-slinger-monitor`): a web UI and a CLI where a person
-//! watches jobs, workers, tenants' endpoints and events, and fixes
-//! failures.
+//! watches jobs, workers, tenants' endpoints, events and sources, and
+//! fixes failures.
 //!
 //! - [`Monitor`]: the web UI, built and run like [`crate::api::Application`].
 //! - [`console`]: the operations both the UI and the CLI call.
 //! - [`cli`]: the command line (`serve`, `jobs`, `show`, `requeue`,
-//!   `endpoints`, `events`, `recover`, ...).
+//!   `endpoints`, `events`, `recover`, `sources`, ...).
 //! - `auth`: login sessions and CSRF; `pages`/`views`: handlers and HTML;
 //!   `assets`: the stylesheet and the live-refresh script.
 
@@ -113,6 +113,8 @@ fn routes(console: Console, access: auth::Access) -> impl poem::Endpoint {
         .at("/tenants/:tenant/endpoints/:id/recover", post(pages::recover))
         .at("/tenants/:tenant/events", get(pages::events))
         .at("/tenants/:tenant/events/:id", get(pages::event))
+        .at("/tenants/:tenant/sources", get(pages::sources))
+        .at("/tenants/:tenant/sources/:id", get(pages::source))
         .at("/login", get(auth::login_page).post(auth::login))
         .at("/logout", post(auth::logout))
         .at("/health", get(pages::health))

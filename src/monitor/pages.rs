@@ -12,7 +12,7 @@ use poem::{
 };
 
 use crate::{
-    domain::{EndpointId, EventId, EventType, JobId, Label, TenantId},
+    domain::{EndpointId, EventId, EventType, JobId, Label, SourceId, TenantId},
     endpoints::EndpointError,
     jobs::JobState,
     store::{Cursor, JobFilter, Requeue, RetryNow},
@@ -27,7 +27,8 @@ use super::{
 /// Redis trouble becomes a page that says so; the cause is logged.
 fn unavailable(e: ConsoleError) -> poem::Error {
     if e.is_not_found() {
-        return poem::Error::from_response(views::error_page(StatusCode::NOT_FOUND, "No such endpoint."));
+        let what = if matches!(e, ConsoleError::Source(_)) { "No such source." } else { "No such endpoint." };
+        return poem::Error::from_response(views::error_page(StatusCode::NOT_FOUND, what));
     }
     if let ConsoleError::PurgeAge(_) | ConsoleError::Endpoint(EndpointError::Invalid(_) | EndpointError::Refused(_)) = e
     {
@@ -521,4 +522,31 @@ pub(super) async fn event(
         Some(event) => Ok(views::event(&frame(Nav::Tenants, &session, &Done::default()), Utc::now(), &tenant, &event)),
         None => Err(not_found("No such event (it may have expired).")),
     }
+}
+
+fn source_ids(tenant: &str, id: &str) -> poem::Result<(TenantId, SourceId)> {
+    Ok((tenant_id(tenant)?, SourceId::parse(id).map_err(|_| not_found("No such source."))?))
+}
+
+#[handler]
+pub(super) async fn sources(
+    console: Data<&Console>,
+    session: Session,
+    Path(tenant): Path<String>,
+) -> poem::Result<Response> {
+    let tenant = tenant_id(&tenant)?;
+    let rows = console.all_sources(&tenant).await.map_err(unavailable)?;
+    Ok(views::sources(&frame(Nav::Tenants, &session, &Done::default()), Utc::now(), &tenant, &rows))
+}
+
+#[handler]
+pub(super) async fn source(
+    console: Data<&Console>,
+    session: Session,
+    Path((tenant, id)): Path<(String, String)>,
+) -> poem::Result<Response> {
+    let (tenant, id) = source_ids(&tenant, &id)?;
+    let source = console.source(&tenant, &id).await.map_err(unavailable)?;
+    let frame = frame(Nav::Tenants, &session, &Done::default());
+    Ok(views::source(&frame, Utc::now(), &source, console.source_rate_limit()))
 }

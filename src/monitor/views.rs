@@ -13,12 +13,17 @@ use crate::{
     endpoints::{BreakerState, Endpoint, FlowNow, Window},
     events::EventWithDeliveries,
     jobs::{DeliveryRef, JobRecord, JobState},
-    store::{events::EventRead, JobSummary, MinuteStats, WorkerInfo},
+    sources::{Encoding, EventTypeFrom, Scheme, Source, Verify},
+    store::{
+        events::EventRead,
+        sources::{LoggedRequest, LOGGED},
+        JobSummary, MinuteStats, WorkerInfo,
+    },
 };
 
 use super::{
     assets,
-    console::{EndpointHealth, Health, Overview, HEALTH_SAMPLE},
+    console::{EndpointHealth, Health, Overview, SourceActivity, SourceCounts, HEALTH_SAMPLE},
 };
 
 /// Which navigation entry is highlighted.
@@ -534,6 +539,14 @@ fn event_href(tenant: &TenantId, id: &EventId) -> String {
     format!("/tenants/{tenant}/events/{}", segment(id.as_str()))
 }
 
+fn sources_href(tenant: &TenantId) -> String {
+    format!("/tenants/{tenant}/sources")
+}
+
+fn source_href(tenant: &TenantId, id: impl std::fmt::Display) -> String {
+    format!("/tenants/{tenant}/sources/{}", segment(&id.to_string()))
+}
+
 /// A job page's stand-in for the payload when the job is a delivery.
 fn delivery_panel(d: &DeliveryRef) -> Markup {
     html! {
@@ -560,13 +573,14 @@ pub(super) fn tenants(frame: &Frame, tenants: &[(String, u64)]) -> Response {
                 div.empty { "No tenant has an endpoint yet. Register one with " code { "POST /api/v1/tenants/{tenant}/endpoints" } "." }
             } @else {
                 div.table-wrap { table #tenants {
-                    thead { tr { th { "Tenant" } th.num { "Endpoints" } th { "" } } }
+                    thead { tr { th { "Tenant" } th.num { "Endpoints" } th { "" } th { "" } } }
                     tbody {
                         @for (tenant, n) in tenants {
                             tr {
                                 td { a href={ "/tenants/" (tenant) "/endpoints" } { (tenant) } }
                                 td.num { (n) }
                                 td { a href={ "/tenants/" (tenant) "/events" } { "Events" } }
+                                td { a href={ "/tenants/" (tenant) "/sources" } { "Sources" } }
                             }
                         }
                     }
@@ -719,7 +733,10 @@ pub(super) fn endpoints(
     let body = html! {
         p.small { a href="/tenants" { "← Tenants" } }
         h1 { "Endpoints of " (tenant) }
-        p { a #events-link href={ "/tenants/" (tenant) "/events" } { "Recent events →" } }
+        p {
+            a #events-link href={ "/tenants/" (tenant) "/events" } { "Recent events →" } " · "
+            a #sources-link href=(sources_href(tenant)) { "Sources →" }
+        }
         @for h in rows.iter().filter(|h| h.holds_deliveries()) { (held_banner(frame.csrf, h, "list")) }
         div.panel {
             @if rows.is_empty() {
@@ -974,6 +991,13 @@ pub(super) fn event(frame: &Frame, now: DateTime<Utc>, tenant: &TenantId, e: &Ev
                     }
                     dt { "Endpoints matched" } dd { (ev.matched) }
                     dt { "Deliveries made" } dd #made { (ev.made) @if !ev.expanded { " " span.badge.scheduled { "expanding" } } }
+                    @if let Some(o) = &ev.origin {
+                        dt { "Ingested" } dd #ingested {
+                            "by source " a.mono href=(source_href(tenant, &o.source)) { (o.source) }
+                            @if !o.delivery_id.is_empty() { " (delivery id " span.mono { (o.delivery_id) } ")" }
+                            " " span.small.muted { (o.raw.len()) " bytes received" }
+                        }
+                    }
                 }
             }
             div.panel {
@@ -987,6 +1011,246 @@ pub(super) fn event(frame: &Frame, now: DateTime<Utc>, tenant: &TenantId, e: &Ev
         }
     };
     respond(page(e.id.as_str(), frame, body))
+}
+
+/// A source's scheme, with a warning badge when it verifies nothing.
+fn verification(v: &Verify) -> Markup {
+    html! {
+        span.mono.scheme { (v.scheme_name()) }
+        @if matches!(v, Verify::None) {
+            " " span.badge.warn.unverified title="Requests are not verified: whoever knows the ingest URL can post events" {
+                "unverified"
+            }
+        }
+    }
+}
+
+/// Refused requests: the total, then each reason that happened.
+fn refused_cell(c: &SourceCounts) -> Markup {
+    html! {
+        span.refused-total { (c.refused_total()) }
+        @for (reason, n) in c.refused.iter().filter(|(_, n)| *n > 0) {
+            br; span.small.muted.reason { (reason) " " (n) }
+        }
+    }
+}
+
+/// A tenant's sources with their ingest URLs and last hour's counts.
+pub(super) fn sources(frame: &Frame, now: DateTime<Utc>, tenant: &TenantId, rows: &[SourceActivity]) -> Response {
+    let body = html! {
+        p.small { a href="/tenants" { "← Tenants" } }
+        h1 { "Sources of " (tenant) }
+        p {
+            a #endpoints-link href=(endpoints_href(tenant)) { "Endpoints →" } " · "
+            a #events-link href={ "/tenants/" (tenant) "/events" } { "Recent events →" }
+        }
+        div.panel data-live {
+            @if rows.is_empty() {
+                div.empty { "This tenant has no sources. Register one with "
+                    code { "POST /api/v1/tenants/" (tenant) "/sources" } "." }
+            } @else {
+                div.table-wrap { table #sources {
+                    thead { tr {
+                        th { "Source" } th { "Ingest URL" } th { "Verification" }
+                        th.num { "Accepted" } th.num { "Duplicate" } th.num { "Rate limited" } th.num { "Refused" }
+                        th title="When its latest request came" { "Latest" }
+                    } }
+                    tbody {
+                        @for a in rows {
+                            @let src = &a.source;
+                            @let c = &a.counts;
+                            tr #{ "row-" (src.id) } {
+                                td.wrap.src {
+                                    a.source-link href=(source_href(tenant, &src.id)) { (src.name) }
+                                    br; span.small.muted.mono { (src.id) }
+                                }
+                                // It may break after `/ingest/` on a narrow screen, not inside the id.
+                                td.mono.ingest {
+                                    @let path = src.ingest_path();
+                                    @match path.rsplit_once('/') {
+                                        Some((head, id)) => { (head) "/" wbr; (id) },
+                                        None => (path),
+                                    }
+                                }
+                                td.verification { (verification(&src.verify)) }
+                                td.num.accepted { (c.accepted) }
+                                td.num.duplicate { (c.duplicate) }
+                                td.num.rate-limited { (c.rate_limited) }
+                                td.num.refused { (refused_cell(c)) }
+                                td { @match a.last_request_at() { Some(t) => (ago(now, t)), None => span.muted { "—" } } }
+                            }
+                        }
+                    }
+                } }
+            }
+            div.pager {
+                span.small.muted { "Counts are of the last hour, in 5-minute steps. Providers POST to the ingest URL \
+                    on the API's address, without an API token." }
+            }
+        }
+    };
+    respond(page(&format!("Sources of {tenant}"), frame, body))
+}
+
+/// Where a source finds a provider's delivery id, by which replays are
+/// recognised: the scheme's own place, else an `Idempotency-Key` header.
+fn replay_key(v: &Verify) -> Markup {
+    let own = match v {
+        Verify::None => None,
+        Verify::Signed(s) => match &s.scheme {
+            Scheme::Github => Some(html! { span.mono { "X-GitHub-Delivery" } " header" }),
+            Scheme::Stripe => Some(html! { "the body's " span.mono { "id" } }),
+            Scheme::StandardWebhooks => Some(html! { span.mono { "webhook-id" } " header" }),
+            Scheme::HmacSha256 { id_header: Some(h), .. } => Some(html! { span.mono { (h) } " header" }),
+            Scheme::HmacSha256 { id_header: None, .. } => None,
+        },
+    };
+    html! {
+        @if let Some(own) = own { (own) ", else " }
+        span.mono { "Idempotency-Key" } " header"
+    }
+}
+
+/// A source's settings, secrets left out.
+fn source_settings(now: DateTime<Utc>, src: &Source, default_rate: u32) -> Markup {
+    html! {
+        dl.kv {
+            dt { "Id" } dd.mono { (src.id) }
+            dt { "Tenant" } dd { a href=(endpoints_href(&src.tenant)) { (src.tenant) } }
+            dt { "Ingest URL" } dd.mono #ingest-url { (src.ingest_path()) }
+            dt { "Verification" } dd #verification { (verification(&src.verify)) }
+            @if let Verify::Signed(s) = &src.verify {
+                dt { "Secret" } dd.mono #secret {
+                    "••••••••"
+                    @if let Some(p) = s.previous.as_ref().filter(|p| p.expires_at > now) {
+                        " " span.small.muted { "+ previous, accepted until " (p.expires_at.format("%Y-%m-%d %H:%M UTC")) }
+                    }
+                }
+                @match &s.scheme {
+                    Scheme::Stripe | Scheme::StandardWebhooks => {
+                        dt { "Timestamp tolerance" } dd { (s.tolerance_seconds) " s" }
+                    }
+                    Scheme::HmacSha256 { header, encoding, prefix, .. } => {
+                        dt { "Signature header" } dd.mono { (header) }
+                        dt { "Encoding" } dd { @match encoding { Encoding::Hex => "hex", Encoding::Base64 => "base64" } }
+                        dt { "Prefix" } dd.mono { @if prefix.is_empty() { span.muted { "none" } } @else { (prefix) } }
+                    }
+                    Scheme::Github => {}
+                }
+            }
+            dt { "Replays recognised by" } dd { (replay_key(&src.verify)) }
+            dt { "Default event type" } dd.mono { (src.default_event_type) }
+            dt { "Event type from" } dd {
+                @match &src.event_type_from {
+                    Some(EventTypeFrom::Header(h)) => { "header " span.mono { (h) } },
+                    Some(EventTypeFrom::JsonPointer(p)) => { "JSON pointer " span.mono { (p) } },
+                    None => span.muted { "always the default" },
+                }
+            }
+            dt { "Rate limit" } dd #rate-limit {
+                @match (src.rate_limit, default_rate) {
+                    (Some(r), _) => { (r) " per second" },
+                    (None, 0) => span.muted { "none (SOURCE_RATE_LIMIT=0)" },
+                    (None, d) => { (d) " per second " span.small.muted { "(SOURCE_RATE_LIMIT)" } },
+                }
+            }
+            dt { "Created" } dd { (ago(now, src.created_at)) " · " (src.created_at.format("%Y-%m-%d %H:%M:%S UTC")) }
+            dt { "Updated" } dd { (ago(now, src.updated_at)) }
+        }
+    }
+}
+
+/// A request's result as a badge.
+fn request_result(result: &str) -> Markup {
+    let class = match result {
+        "accepted" => "ok",
+        "refused" => "err",
+        _ => "idle",
+    };
+    html! { span class={ "badge " (class) } { (result) } }
+}
+
+fn requests_table(now: DateTime<Utc>, tenant: &TenantId, rows: &[LoggedRequest]) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            div.empty { "No request yet." }
+        } @else {
+            div.table-wrap { table #requests {
+                thead { tr {
+                    th { "Time" } th { "Result" } th { "Reason" } th { "Event" } th { "Delivery id" } th.num { "Bytes" }
+                } }
+                tbody {
+                    @for r in rows {
+                        tr class={ "req " (r.result) } {
+                            td { @match DateTime::from_timestamp_millis(r.at) { Some(t) => (ago(now, t)), None => "—" } }
+                            td { (request_result(&r.result)) }
+                            td.mono { @match &r.reason { Some(why) => (why), None => span.muted { "—" } } }
+                            td.mono {
+                                @match r.event_id.as_deref().map(|e| (e, EventId::parse(e))) {
+                                    Some((_, Ok(id))) => a.event-link href=(event_href(tenant, &id)) { (id) },
+                                    Some((raw, Err(_))) => (raw),
+                                    None => span.muted { "—" },
+                                }
+                            }
+                            td.mono { @match &r.delivery_id { Some(d) => (d), None => span.muted { "—" } } }
+                            td.num { (r.bytes) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+/// One source: its settings (never its secrets), its last hour's counts by
+/// result and reason, and its latest requests, each accepted one linked to
+/// its event and deliveries.
+pub(super) fn source(frame: &Frame, now: DateTime<Utc>, a: &SourceActivity, default_rate: u32) -> Response {
+    let src = &a.source;
+    let c = &a.counts;
+    let tenant = &src.tenant;
+    let count_row = |id: &str, label: Markup, n: u64| {
+        html! { tr id=(id) { td { (label) } td.num { (n) } } }
+    };
+    let body = html! {
+        p.small { a href=(sources_href(tenant)) { "← Sources of " (tenant) } }
+        h1 { (src.name) }
+        @if matches!(src.verify, Verify::None) {
+            div.flash.bad #unverified-warning role="alert" {
+                "This source verifies nothing (scheme " span.mono { "none" } "): whoever knows its ingest URL can post \
+                 events to tenant " (tenant) "."
+            }
+        }
+        div data-live {
+            div.grid2 {
+                div.panel #source { h2 { "Source" } (source_settings(now, src, default_rate)) }
+                div.panel {
+                    h2 { "Last hour" }
+                    div.table-wrap { table #counts {
+                        thead { tr { th { "Result" } th.num { "Requests" } } }
+                        tbody {
+                            (count_row("count-accepted", html! { "Accepted" }, c.accepted))
+                            (count_row("count-duplicate", html! { "Duplicate" }, c.duplicate))
+                            (count_row("count-rate_limited", html! { "Rate limited" }, c.rate_limited))
+                            (count_row("count-refused", html! { "Refused" }, c.refused_total()))
+                            @for (reason, n) in &c.refused {
+                                (count_row(&format!("count-refused-{reason}"), html! { span.small.muted { "└ " } span.mono { (reason) } }, *n))
+                            }
+                        }
+                    } }
+                    p.small.muted { "In 5-minute steps. Duplicates are replays of a delivery id already accepted: \
+                        not delivered again. Rate-limited requests are answered 429 and only counted." }
+                }
+            }
+            div.panel {
+                h2 { "Latest requests" }
+                (requests_table(now, tenant, &a.latest))
+                p.small.muted { "The latest " (LOGGED) " requests, newest first. A refused request keeps only this line; \
+                    an accepted one is its event (with the request's body and headers) and the event's deliveries." }
+            }
+        }
+    };
+    respond(page(&src.name, frame, body))
 }
 
 /// The login form.
