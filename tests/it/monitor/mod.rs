@@ -7,6 +7,8 @@ mod cli;
 mod fanout_browser;
 mod fanout_cli;
 mod listing;
+mod sources_browser;
+mod sources_cli;
 mod web;
 mod webdriver;
 
@@ -23,6 +25,7 @@ use hook_slinger::{
         cli::{execute, CliError, Command, Output},
         Console, Monitor,
     },
+    sources::{Source, SourceInput},
     store::{JobStore, NewRecord},
 };
 use tokio_util::sync::CancellationToken;
@@ -142,4 +145,36 @@ pub async fn wait_held(console: &Console, tenant: &TenantId, endpoint: &Endpoint
         assert!(std::time::Instant::now() < deadline, "disabled {}, held {flow:?} after {WAIT:?}", ep.disabled);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Registers a source for `tenant` from an API-style JSON body, through the
+/// same service the API uses.
+pub async fn create_source(console: &Console, tenant: &TenantId, body: serde_json::Value) -> Source {
+    let input = SourceInput::parse(body, true, Utc::now()).expect("a valid source");
+    console.sources().create(tenant.clone(), input).await.expect("source created")
+}
+
+/// GitHub's `X-Hub-Signature-256` value for `body` under `secret`.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// POSTs `body` with `headers` to the app's `/ingest/{source}`; the status
+/// and the JSON answer.
+pub async fn ingest(
+    app: &crate::helpers::TestApp,
+    source: &Source,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let mut req = app.http.post(format!("{}{}", app.base, source.ingest_path())).body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
 }

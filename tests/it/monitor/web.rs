@@ -313,3 +313,47 @@ async fn fan_out_pages_need_a_login_actions_need_the_csrf_token_and_tenants_stay
         .unwrap();
     assert_eq!(resp.headers()["location"].to_str().unwrap(), format!("{ep_page}?done=recovered&n=0"));
 }
+
+#[tokio::test]
+async fn source_pages_need_a_login_never_hold_a_secret_and_keep_tenants_apart() {
+    let s = monitor_settings(&[]);
+    let _app = spawn_app(s.clone()).await;
+    let m = spawn_monitor(&s).await;
+    let console = hook_slinger::monitor::Console::new(&s).unwrap();
+    let acme = hook_slinger::domain::TenantId::parse("acme").unwrap();
+    let secret = "a-provider-secret-never-shown";
+    let body = serde_json::json!({"name": "Stripe", "verify": {"scheme": "stripe", "secret": secret,
+        "previous_secret": "an-old-secret-never-shown"}});
+    let src = super::create_source(&console, &acme, body).await;
+    let globex = hook_slinger::domain::TenantId::parse("globex").unwrap();
+    let other =
+        super::create_source(&console, &globex, serde_json::json!({"name": "x", "verify": {"scheme": "none"}})).await;
+    let http = client();
+    let base = &m.base;
+    let src_page = format!("/tenants/acme/sources/{}", src.id);
+    for path in ["/tenants/acme/sources", src_page.as_str()] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{path}");
+    }
+
+    let cookie = login(&http, base).await;
+    let (status, html) = page(&http, &format!("{base}/tenants/acme/sources"), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(src.id.as_str()) && !html.contains(other.id.as_str()), "only acme's sources");
+    let (status, html) = page(&http, &format!("{base}{src_page}"), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("stripe") && html.contains("Timestamp tolerance"), "{html}");
+    assert!(html.contains("+ previous, accepted until"), "a rotation is shown: {html}");
+    assert!(!html.contains("never-shown"), "no secret in the page, not even in an attribute");
+    assert!(!html.contains("unverified"), "a signed source is not marked");
+
+    let unknown = format!("src_{}", uuid::Uuid::new_v4().simple());
+    for id in [other.id.as_str(), unknown.as_str(), "src_nope"] {
+        let (status, html) = page(&http, &format!("{base}/tenants/acme/sources/{id}"), &cookie).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+        assert!(html.contains("No such source."), "{id}: {html}");
+    }
+    // Its own tenant's page opens it.
+    let (status, _) = page(&http, &format!("{base}/tenants/globex/sources/{}", other.id), &cookie).await;
+    assert_eq!(status, 200);
+}
