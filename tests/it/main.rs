@@ -16,5 +16,6 @@ mod openapi;
 mod original;
 mod processes;
 mod rules;
+mod sources;
 mod stranded;
 mod wait_replicas;
