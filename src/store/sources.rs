@@ -8,7 +8,7 @@
 //! | `srcs:<tenant>`       | zset   | the tenant's sources by creation (ms)              |
 //! | `srl:<id>:<second>`   | string | requests in that second (the rate limit), 2 s      |
 //! | `sst:<id>:<5 minutes>`| hash   | `accepted`, `duplicate`, `rate_limited`, `refused:<reason>` counts, 2 h |
-//! | `sreq:<id>`           | list   | the latest [`LOGGED`] requests, newest first, JSON |
+//! | `sreq:<id>`           | list   | the latest [`LOGGED`] requests, newest first, JSON; 7 days after the last |
 //!
 //! An accepted request is stored with its event (`lua/event_accept.lua`
 //! writes the event hash's `source`, `raw`, `headers`, `delivery` fields
@@ -39,6 +39,10 @@ pub const LOGGED: usize = 100;
 const BUCKET_MS: i64 = 300_000;
 /// How long a bucket is kept.
 const BUCKET_TTL_S: i64 = 7_200;
+/// How long a request log outlives its last entry (`lua/event_accept.lua`
+/// uses the same): a request still in flight when its source is deleted
+/// writes the log again, and this lets that copy go.
+const LOG_TTL_S: i64 = 604_800;
 
 /// What the first step of an ingest found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +236,8 @@ impl SourceStore<'_> {
             .lpush(&log, serde_json::to_string(&entry)?)
             .ignore()
             .ltrim(&log, 0, LOGGED as isize - 1)
+            .ignore()
+            .expire(&log, LOG_TTL_S)
             .ignore()
             .query_async::<()>(&mut self.store.conn.clone())
             .await?;

@@ -92,6 +92,7 @@ while i <= #ARGV do
     if delivery ~= '' then entry.delivery_id = delivery end
     redis.call('LPUSH', p .. 'sreq:' .. src, cjson.encode(entry))
     redis.call('LTRIM', p .. 'sreq:' .. src, 0, 99)
+    redis.call('EXPIRE', p .. 'sreq:' .. src, 604800)
   end
   table.insert(replies, reply)
 end
