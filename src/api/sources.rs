@@ -41,7 +41,8 @@ struct VerifyRequest {
     scheme: String,
     /// The provider's secret; required except for `none`. Stripe's key is
     /// the whole string, `whsec_` included; Standard Webhooks' is the
-    /// base64 after `whsec_`. Never shown again.
+    /// base64 after `whsec_` (the bare base64 is accepted too). Never shown
+    /// again.
     #[oai(nullable, skip_serializing_if_is_none, validator(min_length = 1, max_length = 1024))]
     secret: Option<String>,
     /// The secret being rotated out, accepted beside `secret` until

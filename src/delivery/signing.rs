@@ -41,6 +41,9 @@ pub enum SecretError {
     /// The rest is not base64, or too short to be a real key.
     #[error("the part after whsec_ must be base64 of at least 16 bytes")]
     Key,
+    /// A sender's secret that is not base64.
+    #[error("must be whsec_<base64> (or the bare base64) of a non-empty key")]
+    Foreign,
 }
 
 impl SigningSecret {
@@ -52,6 +55,18 @@ impl SigningSecret {
             return Err(SecretError::Key);
         }
         Ok(Self(key))
+    }
+
+    /// A key someone else chose, to verify with: `whsec_<base64>` or the
+    /// bare base64, as the specification's libraries accept it, of any
+    /// non-empty length (the sender's rules, not ours).
+    pub fn parse_foreign(raw: &str) -> Result<Self, SecretError> {
+        let raw = raw.trim();
+        let b64 = raw.strip_prefix("whsec_").unwrap_or(raw);
+        match LENIENT.decode(b64) {
+            Ok(key) if !key.is_empty() => Ok(Self(key)),
+            _ => Err(SecretError::Foreign),
+        }
     }
 
     fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {

@@ -114,8 +114,8 @@ impl ProviderSecret {
     /// Longest secret accepted.
     pub const MAX_LEN: usize = 1024;
 
-    /// Checks a secret for `scheme`: Standard Webhooks needs `whsec_` and
-    /// base64 of at least 16 bytes; the others take any text, used as given.
+    /// Checks a secret for `scheme`: Standard Webhooks needs base64 (after
+    /// an optional `whsec_`); the others take any text, used as given.
     pub fn parse(raw: &str, scheme: &Scheme) -> Result<Self, String> {
         if raw.is_empty() {
             return Err("must not be empty".to_owned());
@@ -124,7 +124,7 @@ impl ProviderSecret {
             return Err(format!("must be at most {} bytes", Self::MAX_LEN));
         }
         if *scheme == Scheme::StandardWebhooks {
-            SigningSecret::parse(raw).map_err(|e| e.to_string())?;
+            SigningSecret::parse_foreign(raw).map_err(|e| e.to_string())?;
         }
         Ok(Self(raw.to_owned()))
     }
@@ -308,7 +308,7 @@ impl Signed {
                     return Err(Refusal::MalformedSignature);
                 }
                 self.any_secret(now, |s| {
-                    let Ok(key) = SigningSecret::parse(&s.0) else { return false };
+                    let Ok(key) = SigningSecret::parse_foreign(&s.0) else { return false };
                     macs.iter().any(|mac| key.verifies(id, ts, body, mac))
                 })?;
                 self.fresh(unix, now)
@@ -413,6 +413,9 @@ mod tests {
         assert_eq!(v.check(&h, body, Utc::now()), Err(Refusal::StaleTimestamp));
         assert_eq!(v.check(&h, b"{}", at), Err(Refusal::WrongSignature));
         assert_eq!(v.delivery_id(&h, None).as_deref(), Some("msg_p5jXN8AQM9LWM0D4loKWxJek"));
+        // The bare base64, as the specification's libraries also take it.
+        let bare = signed(Scheme::StandardWebhooks, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert_eq!(bare.check(&h, body, at), Ok(()));
     }
 
     #[test]
