@@ -126,6 +126,18 @@ impl Tally {
         all.iter().filter_map(|(k, n)| Some((k.strip_prefix(&prefix)?.to_owned(), *n))).collect()
     }
 
+    /// Deliveries per `webhook-id` (an event id for a delivery of an
+    /// event), all paths together.
+    pub fn by_message(&self) -> HashMap<String, u32> {
+        let all = self.state.by_message_path.lock().unwrap();
+        let mut out: HashMap<String, u32> = HashMap::new();
+        for (k, n) in all.iter() {
+            let message = k.split_once(' ').map_or(k.as_str(), |(m, _)| m);
+            *out.entry(message.to_owned()).or_default() += n;
+        }
+        out
+    }
+
     pub fn arrivals(&self) -> Vec<Instant> {
         self.state.arrivals.lock().unwrap().clone()
     }
@@ -530,8 +542,15 @@ impl Outcome {
 
     /// Prints the summary line and appends it to `target/chaos/results.jsonl`.
     pub fn report(&self) {
+        self.report_with(&[]);
+    }
+
+    /// [`Self::report`] with counts of the scenario's own beside the usual
+    /// ones (`name=n` on the line, top-level fields in the JSON).
+    pub fn report_with(&self, counts: &[(&str, u64)]) {
+        let own: String = counts.iter().map(|(k, n)| format!(" {k}={n}")).collect();
         println!(
-            "scenario={} sent={} accepted={} delivered={} lost={} duplicates={} seconds={:.1} {}",
+            "scenario={} sent={} accepted={} delivered={} lost={} duplicates={}{own} seconds={:.1} {}",
             self.scenario,
             self.sent,
             self.accepted,
@@ -541,11 +560,15 @@ impl Outcome {
             self.seconds,
             self.extra
         );
-        let line = json!({
+        let mut line = json!({
             "scenario": self.scenario, "sent": self.sent, "accepted": self.accepted,
             "delivered": self.delivered, "lost": self.lost, "duplicates": self.duplicates,
-            "seconds": (self.seconds * 10.0).round() / 10.0, "extra": self.extra,
         });
+        for (k, n) in counts {
+            line[*k] = json!(n);
+        }
+        line["seconds"] = json!((self.seconds * 10.0).round() / 10.0);
+        line["extra"] = self.extra.clone();
         let dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
