@@ -8,7 +8,7 @@
 //! | `srcs:<tenant>`       | zset   | the tenant's sources by creation (ms)              |
 //! | `srl:<id>:<second>`   | string | requests in that second (the rate limit), 2 s      |
 //! | `sst:<id>:<5 minutes>`| hash   | `accepted`, `duplicate`, `rate_limited`, `refused:<reason>` counts, 2 h |
-//! | `sreq:<id>`           | list   | the latest [`LOGGED`] requests, newest first, JSON; 7 days after the last |
+//! | `sreq:<id>`           | list   | the latest requests, newest first, JSON: [`LOGGED`] shown, up to 150 kept between trims; expires 7 days after the last entry |
 //!
 //! An accepted request is stored with its event (`lua/event_accept.lua`
 //! writes the event hash's `source`, `raw`, `headers`, `delivery` fields
@@ -227,6 +227,8 @@ impl SourceStore<'_> {
             delivery_id: None,
             bytes: bytes as u64,
         };
+        // Trimmed at every refusal (unlike an accept, lua/event_accept.lua):
+        // a pipeline cannot read the length first, and refusals are rare.
         redis::pipe()
             .atomic()
             .hincr(&stats, format!("refused:{reason}"), 1)

@@ -86,13 +86,14 @@ while i <= #ARGV do
   if src ~= '' then
     local result = reply[1] == 'new' and 'accepted' or 'duplicate'
     local stats = p .. 'sst:' .. src .. ':' .. math.floor(now / 300000)
-    redis.call('HINCRBY', stats, result, 1)
-    redis.call('EXPIRE', stats, 7200)
+    -- A field's first count may be its bucket's first: give it its expiry.
+    if redis.call('HINCRBY', stats, result, 1) == 1 then redis.call('EXPIRE', stats, 7200) end
     local entry = {at = now, result = result, event_id = reply[2], bytes = #raw}
     if delivery ~= '' then entry.delivery_id = delivery end
-    redis.call('LPUSH', p .. 'sreq:' .. src, cjson.encode(entry))
-    redis.call('LTRIM', p .. 'sreq:' .. src, 0, 99)
-    redis.call('EXPIRE', p .. 'sreq:' .. src, 604800)
+    local log = p .. 'sreq:' .. src
+    -- Trimmed back to 100 once it holds 150, not at every request.
+    if redis.call('LPUSH', log, cjson.encode(entry)) > 150 then redis.call('LTRIM', log, 0, 99) end
+    redis.call('EXPIRE', log, 604800)
   end
   table.insert(replies, reply)
 end
