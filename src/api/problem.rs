@@ -58,6 +58,11 @@ impl Problem {
         tracing::error!(error.message = %e, error.cause_chain = ?e, "store operation failed");
         match e {
             StoreError::Corrupt { .. } => Self::Internal(Json(ErrorBody::new("A stored record could not be read."))),
+            StoreError::NotReplicated { .. } => Self::Unavailable(Json(ErrorBody::new(
+                "Stored, but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time, so a Redis failover could \
+                 still lose it; it will be delivered unless that happens. Retry with the same event_id (or \
+                 Idempotency-Key) to get it delivered exactly once.",
+            ))),
             _ if timed_out => Self::unavailable("Redis did not answer in time (REDIS_TIMEOUT)"),
             _ => Self::unavailable("Redis is unavailable"),
         }

@@ -11,7 +11,10 @@ use serde_json::Value;
 use crate::{
     domain::{SourceId, TenantId},
     sources::{Encoding, EventTypeFrom, IngestError, Source, SourceInput, SourceService, VerifyDoc},
-    store::sources::{Activity, LoggedRequest},
+    store::{
+        sources::{Activity, LoggedRequest},
+        StoreError,
+    },
 };
 
 use super::{
@@ -414,9 +417,18 @@ impl From<IngestError> for IngestAnswer {
             }
             other => {
                 tracing::error!(error.message = %other, error.cause_chain = ?other, "ingest failed");
-                Self::Unavailable(body(
-                    "Redis is unavailable or did not answer in time; the request may not be stored. Retry.".to_owned(),
-                ))
+                let unreplicated = matches!(
+                    other,
+                    IngestError::Event(crate::events::EventError::Store(StoreError::NotReplicated { .. }))
+                );
+                Self::Unavailable(body(if unreplicated {
+                    "Stored, but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time, so a Redis failover \
+                     could still lose it. Retry: a redelivery with the same delivery id is recognised and delivered \
+                     once."
+                        .to_owned()
+                } else {
+                    "Redis is unavailable or did not answer in time; the request may not be stored. Retry.".to_owned()
+                }))
             }
         }
     }

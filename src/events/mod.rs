@@ -95,6 +95,12 @@ pub struct EventService {
 impl EventService {
     /// `timeout` bounds each operation.
     pub fn new(store: JobStore, queue: Queue, timeout: Duration) -> Self {
+        Self::replicated(store, queue, timeout, 0)
+    }
+
+    /// The same, answering only once `wait_replicas` replicas
+    /// (`REDIS_WAIT_REPLICAS`) have each stored event, as jobs are.
+    pub fn replicated(store: JobStore, queue: Queue, timeout: Duration, wait_replicas: u32) -> Self {
         let commits = store
             .shards()
             .all()
@@ -102,7 +108,7 @@ impl EventService {
                 let (store, queue) = (store.clone(), queue.clone());
                 Coalescer::new(move |batch: Vec<Pending>| {
                     let (store, queue) = (store.clone(), queue.clone());
-                    async move { commit(&store, &queue, shard, timeout, batch).await }
+                    async move { commit(&store, &queue, shard, (timeout, wait_replicas), batch).await }
                 })
             })
             .collect();
@@ -203,11 +209,13 @@ impl EventService {
 /// ([`QueueTask::MAX_ATTEMPTS`] per task) and an expansion task for each
 /// event left to expand. A failed push is logged, not returned: the events
 /// are stored, and the reconciler and the expansion lease take them on.
+/// With `wait_replicas` above 0 the write must also reach that many
+/// replicas before the callers hear it succeeded.
 async fn commit(
     store: &JobStore,
     queue: &Queue,
     shard: usize,
-    timeout: Duration,
+    (timeout, wait_replicas): (Duration, u32),
     batch: Vec<Pending>,
 ) -> Result<Vec<EventAccepted>, StoreError> {
     let writes: Vec<EventWrite<'_>> = batch
@@ -225,6 +233,10 @@ async fn commit(
         })
         .collect();
     let accepted = store.events().accept_many(shard, &writes, EXPANSION_LEASE).await?;
+    let replicated = match wait_replicas {
+        0 => Ok(()),
+        n => store.wait_replicas(shard, n, timeout / 2).await,
+    };
     let first = |job_id: JobId| AttemptRef { job_id, cycle: 0, attempt: 1 };
     let mut named = Vec::new();
     let mut expansions = Vec::new();
@@ -253,5 +265,9 @@ async fn commit(
             Err(_) => tracing::warn!("queueing events timed out; the reconciler and the expansion lease take them on"),
         }
     }
+    // Unconfirmed events are queued all the same: the master has them, and
+    // if it keeps them they are delivered; the callers hear that a
+    // failover could lose them.
+    replicated?;
     Ok(accepted)
 }

@@ -146,7 +146,7 @@ impl Console {
         let operator = crate::operational::Operator::new(store.clone(), settings.flow.operational.clone());
         let endpoints =
             EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
-        let events = EventService::new(store.clone(), queue.clone(), timeout);
+        let events = EventService::replicated(store.clone(), queue.clone(), timeout, settings.redis.wait_replicas);
         let intake = &settings.api.intake;
         let sources = SourceService::new(
             store.clone(),

@@ -49,3 +49,56 @@ async fn wait_replicas_without_a_replica_answers_503_and_still_delivers() {
     assert_eq!(status, 200);
     assert_eq!(page["jobs"].as_array().unwrap().len(), 1, "one job stored: {page}");
 }
+
+/// The same for an event and for a provider's request to a source: 503
+/// naming REDIS_WAIT_REPLICAS, delivered once all the same, and the retry
+/// (same `event_id`, same delivery id) makes nothing new.
+#[tokio::test]
+async fn events_and_ingests_without_a_replica_answer_503_and_are_delivered_once() {
+    let redis = OwnRedis::start();
+    let s = settings(&[("REDIS_URL", &redis.url()), ("REDIS_WAIT_REPLICAS", "1"), ("REDIS_TIMEOUT", "1")]);
+    let app = spawn_app(s.clone()).await;
+    let _worker = spawn_worker(&s);
+    let rx = Receiver::start().await;
+    let (status, _) = crate::fanout::api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/tenants/wr/endpoints",
+        Some(json!({"url": rx.url("/wr")})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, src) = crate::fanout::api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/tenants/wr/sources",
+        Some(json!({"name": "wr", "verify": {"scheme": "none"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{src}");
+    let event = json!({"event_type": "x", "event_id": "unreplicated-event", "payload": {"n": 1}});
+    let ingest_url = format!("{}{}", app.base, src["ingest_url"].as_str().unwrap());
+    for _ in 0..2 {
+        let (status, v) =
+            crate::fanout::api(&app, reqwest::Method::POST, "/api/v1/tenants/wr/events", Some(event.clone())).await;
+        assert_eq!(status, 503, "{v}");
+        assert!(v["detail"].as_str().unwrap_or_default().contains("REDIS_WAIT_REPLICAS"), "{v}");
+        let resp = app
+            .http
+            .post(&ingest_url)
+            .header("Idempotency-Key", "unreplicated-ingest")
+            .body(r#"{"n": 2}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503);
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["detail"].as_str().unwrap_or_default().contains("REDIS_WAIT_REPLICAS"), "{v}");
+    }
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.received().len(), 2, "each delivered once");
+    let data: Vec<Value> =
+        got.iter().map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["n"].clone()).collect();
+    assert!(data.contains(&json!(1)) && data.contains(&json!(2)), "{data:?}");
+}
