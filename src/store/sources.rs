@@ -5,7 +5,7 @@
 //! | key                   | type   | holds                                             |
 //! |-----------------------|--------|---------------------------------------------------|
 //! | `src:<id>`            | hash   | `json` (the source), `tenant`, `rate` (0: the default), `rev` |
-//! | `srcs:<tenant>`       | zset   | the tenant's sources by creation (ms)              |
+//! | `srcs:<tenant>`       | zset   | the tenant's sources by creation (µs: two made in one millisecond keep their order) |
 //! | `srl:<id>:<second>`   | string | requests in that second (the rate limit), 2 s      |
 //! | `sst:<id>:<5 minutes>`| hash   | `accepted`, `duplicate`, `rate_limited`, `refused:<reason>` counts, 2 h |
 //! | `sreq:<id>`           | list   | the latest requests, newest first, JSON: [`LOGGED`] shown, up to 150 kept between trims; expires 7 days after the last entry |
@@ -132,7 +132,7 @@ impl SourceStore<'_> {
             .arg(id.as_str())
             .arg(rev.map(|r| r.to_string()).unwrap_or_default())
             .arg(json)
-            .arg(ms(created))
+            .arg(created.timestamp_micros())
             .arg(rate_limit.unwrap_or(0))
             .invoke_async(&mut self.store.conn.clone())
             .await?;

@@ -1,7 +1,7 @@
 -- Creates or changes a source, in the shard its id (and its tenant) hash
 -- to. KEYS[1]: the shard's `all` index (for routing).
 -- ARGV: prefix, tenant, id, expected revision ('' = create), JSON,
---   created (ms), rate limit (0 = the default).
+--   created (µs), rate limit (0 = the default).
 -- Returns the new revision, or 'exists' / 'missing' / 'conflict'.
 local p, t, id, rev, json, created, rate = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local key = p .. 'src:' .. id
