@@ -8,24 +8,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use super::TestCluster;
 use crate::{
     fanout::{api, endpoint},
     helpers::{spawn_app, spawn_worker, Receiver, TestApp},
+    monitor::github_signature,
 };
 
 const SECRET: &str = "cluster-github-secret";
-
-fn github_signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
 
 async fn ingest(app: &TestApp, path: &str, delivery: &str, body: &[u8], signature: &str) -> (u16, Value) {
     let resp = app
@@ -64,11 +57,13 @@ async fn sources_verify_store_and_fan_out_on_a_cluster() {
         let path = src["ingest_url"].as_str().unwrap().to_owned();
         for n in 0..3 {
             let body = format!(r#"{{"tenant":"{t}","n":{n}}}"#).into_bytes();
-            let (status, answer) = ingest(&app, &path, &format!("{t}-{n}"), &body, &github_signature(&body)).await;
+            let (status, answer) =
+                ingest(&app, &path, &format!("{t}-{n}"), &body, &github_signature(SECRET, &body)).await;
             assert_eq!((status, &answer["duplicate"]), (202, &json!(false)), "{answer}");
             accepted.insert(answer["event_id"].as_str().unwrap().to_owned());
             // The provider's redelivery, and a forged one.
-            let (status, again) = ingest(&app, &path, &format!("{t}-{n}"), &body, &github_signature(&body)).await;
+            let (status, again) =
+                ingest(&app, &path, &format!("{t}-{n}"), &body, &github_signature(SECRET, &body)).await;
             assert_eq!((status, &again["event_id"], &again["duplicate"]), (202, &answer["event_id"], &json!(true)));
             let (status, refused) = ingest(&app, &path, &format!("{t}-x{n}"), &body, "sha256=00").await;
             assert_eq!((status, refused["reason"].as_str()), (401, Some("wrong_signature")), "{refused}");

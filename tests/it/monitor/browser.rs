@@ -2,29 +2,20 @@
 //! its attempts, fix the receiver, click requeue, see the job succeed.
 //! Screenshots go to `target/screenshots/`.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use hook_slinger::jobs::JobState;
 
 use super::{
     monitor_settings, spawn_monitor,
-    webdriver::{which, Driver},
+    webdriver::{browser_tools, screenshots, Driver},
     PASSWORD, USER, WAIT,
 };
 use crate::helpers::{spawn_app, spawn_worker, Receiver, Reply};
 
-fn screenshots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
-}
-
 #[tokio::test]
 async fn browser_login_failed_job_requeue_succeeds() {
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        // In CI the browser test must run: .ci/run installs both.
-        assert!(std::env::var_os("CI").is_none(), "CI is set but chromium or chromedriver is missing");
-        eprintln!("SKIPPED browser test: install chromium and chromium-driver (apt) to run it");
-        return;
-    };
+    let Some((chromium, chromedriver)) = browser_tools() else { return };
     let s = monitor_settings(&[("MAX_RETRIES", "0")]);
     let app = spawn_app(s.clone()).await;
     let _worker = spawn_worker(&s);

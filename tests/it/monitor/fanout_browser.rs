@@ -4,38 +4,21 @@
 //! secret) checked against the endpoint service. Screenshots go to
 //! `target/screenshots/`.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use hook_slinger::{domain::TenantId, jobs::JobState, monitor::Console};
 use serde_json::json;
 
 use super::{
-    create_endpoint, monitor_settings, post_event, spawn_monitor, wait_delivered, wait_held,
-    webdriver::{which, Browser, Driver},
-    DISABLE_AFTER_3, PASSWORD, USER, WAIT,
+    create_endpoint, log_in, monitor_settings, post_event, spawn_monitor, wait_delivered, wait_held,
+    webdriver::{browser_tools, screenshots, Driver},
+    DISABLE_AFTER_3, WAIT,
 };
 use crate::helpers::{spawn_app, spawn_worker, Receiver, Reply};
 
-fn screenshots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
-}
-
-async fn log_in(b: &Browser, base: &str) {
-    b.goto(base).await;
-    b.type_into("input[name=user]", USER).await;
-    b.type_into("input[name=password]", PASSWORD).await;
-    b.click("button[type=submit]").await;
-    b.wait_text("h1", "Overview", Duration::from_secs(5)).await;
-}
-
 #[tokio::test]
 async fn browser_tenants_endpoints_event_deliveries_and_endpoint_actions() {
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        // In CI the browser test must run: .ci/run installs both.
-        assert!(std::env::var_os("CI").is_none(), "CI is set but chromium or chromedriver is missing");
-        eprintln!("SKIPPED browser test: install chromium and chromium-driver (apt) to run it");
-        return;
-    };
+    let Some((chromium, chromedriver)) = browser_tools() else { return };
     let s = monitor_settings(&[("MAX_RETRIES", "0")]);
     // The app only for its clean-up of the test's keys.
     let _app = spawn_app(s.clone()).await;
@@ -157,11 +140,7 @@ async fn browser_tenants_endpoints_event_deliveries_and_endpoint_actions() {
 
 #[tokio::test]
 async fn browser_an_auto_disabled_endpoint_shows_its_held_deliveries_and_enabling_it_sends_them() {
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        assert!(std::env::var_os("CI").is_none(), "CI is set but chromium or chromedriver is missing");
-        eprintln!("SKIPPED browser test: install chromium and chromium-driver (apt) to run it");
-        return;
-    };
+    let Some((chromium, chromedriver)) = browser_tools() else { return };
     let s = monitor_settings(&DISABLE_AFTER_3);
     // The app only for its clean-up of the test's keys.
     let _app = spawn_app(s.clone()).await;

@@ -178,3 +178,12 @@ pub async fn ingest(
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or_default())
 }
+
+/// Logs in to the monitor at `base` and waits for the overview.
+pub async fn log_in(b: &webdriver::Browser, base: &str) {
+    b.goto(base).await;
+    b.type_into("input[name=user]", USER).await;
+    b.type_into("input[name=password]", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_text("h1", "Overview", std::time::Duration::from_secs(5)).await;
+}

@@ -6,40 +6,22 @@
 //! leads to its event and the event's delivery by a real worker.
 //! Screenshots go to `target/screenshots/`.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use hook_slinger::{domain::TenantId, jobs::JobState, monitor::Console};
 use serde_json::json;
 
 use super::{
-    create_endpoint, create_source, github_signature, ingest, monitor_settings, spawn_monitor, wait_delivered,
-    webdriver::{which, Browser, Driver},
-    PASSWORD, USER,
+    create_endpoint, create_source, github_signature, ingest, log_in, monitor_settings, spawn_monitor, wait_delivered,
+    webdriver::{browser_tools, screenshots, Driver},
 };
 use crate::helpers::{spawn_app, spawn_worker, Receiver};
 
 const GITHUB_SECRET: &str = "gh-webhook-secret-3f9a";
 
-fn screenshots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
-}
-
-async fn log_in(b: &Browser, base: &str) {
-    b.goto(base).await;
-    b.type_into("input[name=user]", USER).await;
-    b.type_into("input[name=password]", PASSWORD).await;
-    b.click("button[type=submit]").await;
-    b.wait_text("h1", "Overview", Duration::from_secs(5)).await;
-}
-
 #[tokio::test]
 async fn browser_sources_show_ingest_urls_unverified_badge_counts_by_reason_and_lead_to_the_event() {
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        // In CI the browser test must run: .ci/run installs both.
-        assert!(std::env::var_os("CI").is_none(), "CI is set but chromium or chromedriver is missing");
-        eprintln!("SKIPPED browser test: install chromium and chromium-driver (apt) to run it");
-        return;
-    };
+    let Some((chromium, chromedriver)) = browser_tools() else { return };
     let s = monitor_settings(&[("MAX_RETRIES", "0")]);
     let app = spawn_app(s.clone()).await;
     let _worker = spawn_worker(&s);

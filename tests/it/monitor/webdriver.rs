@@ -18,6 +18,23 @@ pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// Chromium and chromedriver from PATH. In CI both must be there (.ci/run
+/// installs them); elsewhere a missing one skips the browser test, said
+/// aloud rather than passed.
+pub fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but chromium or chromedriver is missing");
+        eprintln!("SKIPPED browser test: install chromium and chromium-driver (apt) to run it");
+        return None;
+    };
+    Some((chromium, chromedriver))
+}
+
+/// Where browser tests leave their screenshots.
+pub fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
+}
+
 /// A chromedriver process on a free loopback port, killed on drop.
 pub struct Driver {
     child: Child,
