@@ -81,14 +81,7 @@ impl Application {
         let endpoints =
             EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
         let events = EventService::replicated(store.clone(), queue.clone(), timeout, settings.redis.wait_replicas);
-        let intake = &settings.api.intake;
-        let sources = SourceService::new(
-            store.clone(),
-            events.clone(),
-            timeout,
-            intake.source_rate_limit,
-            intake.idempotency_ttl,
-        );
+        let sources = SourceService::new(store.clone(), events.clone(), timeout, &settings.api.intake);
         let service = HookService::new(store, queue, timeout, settings.redis.wait_replicas);
         let addr = SocketAddr::new(settings.api.host, settings.api.port);
         let acceptor =

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     domain::{SourceId, TenantId},
-    sources::{Encoding, EventTypeFrom, IngestError, Source, SourceInput, SourceService, VerifyDoc},
+    sources::{Encoding, EventTypeFrom, IngestError, Source, SourceCounts, SourceInput, SourceService, VerifyDoc},
     store::{
         sources::{Activity, LoggedRequest},
         StoreError,
@@ -319,17 +319,13 @@ struct ActivityView {
 
 impl From<Activity> for ActivityView {
     fn from(a: Activity) -> Self {
-        let get = |k: &str| a.last_hour.get(k).copied().unwrap_or_default();
-        let refused = crate::sources::Refusal::ALL
-            .iter()
-            .map(|r| (r.as_str().to_owned(), get(&format!("refused:{}", r.as_str()))))
-            .collect();
+        let counts = SourceCounts::of(&a.last_hour);
         Self {
             last_hour: HourCounts {
-                accepted: get("accepted"),
-                duplicate: get("duplicate"),
-                rate_limited: get("rate_limited"),
-                refused,
+                accepted: counts.accepted,
+                duplicate: counts.duplicate,
+                rate_limited: counts.rate_limited,
+                refused: counts.refused.into_iter().collect(),
             },
             latest: a.latest.into_iter().map(Into::into).collect(),
         }

@@ -1,11 +1,13 @@
 //! The monitor's operations, shared by its web pages and its CLI, so a
 //! button and a command do exactly the same thing.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use futures::{StreamExt, TryStreamExt};
+
+pub use crate::sources::SourceCounts;
 
 use crate::{
     config::{Retention, Settings},
@@ -15,7 +17,7 @@ use crate::{
     jobs::{Attempt, JobRecord, JobState},
     queue::{Queue, QueueError},
     service::{HookService, ServiceError},
-    sources::{Refusal, Source, SourceError, SourceService},
+    sources::{Source, SourceError, SourceService},
     store::{
         self,
         events::EventRead,
@@ -133,7 +135,6 @@ pub struct Console {
     sources: SourceService,
     queue: Queue,
     retention: Retention,
-    source_rate_limit: u32,
 }
 
 impl Console {
@@ -147,24 +148,9 @@ impl Console {
         let endpoints =
             EndpointService::new(store.clone(), settings.destinations.clone(), timeout).with_operator(operator);
         let events = EventService::replicated(store.clone(), queue.clone(), timeout, settings.redis.wait_replicas);
-        let intake = &settings.api.intake;
-        let sources = SourceService::new(
-            store.clone(),
-            events.clone(),
-            timeout,
-            intake.source_rate_limit,
-            intake.idempotency_ttl,
-        );
+        let sources = SourceService::new(store.clone(), events.clone(), timeout, &settings.api.intake);
         let service = HookService::new(store, queue.clone(), timeout, settings.redis.wait_replicas);
-        Ok(Self {
-            service,
-            endpoints,
-            events,
-            sources,
-            queue,
-            retention: settings.retention,
-            source_rate_limit: intake.source_rate_limit,
-        })
+        Ok(Self { service, endpoints, events, sources, queue, retention: settings.retention })
     }
 
     /// The job store.
@@ -569,47 +555,6 @@ impl Console {
     }
 }
 
-/// A source's requests over the last hour (in 5-minute steps), by result.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceCounts {
-    /// Accepted and stored as events.
-    pub accepted: u64,
-    /// Replays of a delivery id already accepted (not delivered again).
-    pub duplicate: u64,
-    /// Answered 429 (over the source's rate limit).
-    pub rate_limited: u64,
-    /// Answered 401, per reason: every one of [`Refusal::ALL`] in that
-    /// order (zeros included), then any other reason found in the counters.
-    pub refused: Vec<(String, u64)>,
-}
-
-impl SourceCounts {
-    /// The counts in an [`Activity`]'s `last_hour`.
-    pub fn of(last_hour: &BTreeMap<String, u64>) -> Self {
-        let get = |k: &str| last_hour.get(k).copied().unwrap_or_default();
-        let mut refused: Vec<(String, u64)> =
-            Refusal::ALL.iter().map(|r| (r.as_str().to_owned(), get(&format!("refused:{}", r.as_str())))).collect();
-        for (k, n) in last_hour {
-            if let Some(reason) = k.strip_prefix("refused:") {
-                if !refused.iter().any(|(r, _)| r == reason) {
-                    refused.push((reason.to_owned(), *n));
-                }
-            }
-        }
-        Self { accepted: get("accepted"), duplicate: get("duplicate"), rate_limited: get("rate_limited"), refused }
-    }
-
-    /// Refused requests, whatever the reason.
-    pub fn refused_total(&self) -> u64 {
-        self.refused.iter().map(|(_, n)| n).sum()
-    }
-
-    /// Every request counted.
-    pub fn total(&self) -> u64 {
-        self.accepted + self.duplicate + self.rate_limited + self.refused_total()
-    }
-}
-
 /// A source with its last hour's counts and its latest requests.
 #[derive(Debug, Clone)]
 pub struct SourceActivity {
@@ -645,7 +590,7 @@ impl Console {
     /// `SOURCE_RATE_LIMIT`: requests per second a source without its own
     /// `rate_limit` accepts (0: no limit).
     pub fn source_rate_limit(&self) -> u32 {
-        self.source_rate_limit
+        self.sources.default_rate_limit()
     }
 
     /// Every source of a tenant (oldest first), each with its activity. A
@@ -698,35 +643,6 @@ mod tests {
             response_body: None,
             response_truncated: false,
         }
-    }
-
-    #[test]
-    fn source_counts_name_every_reason_in_order_and_keep_unknown_ones() {
-        let hour: BTreeMap<String, u64> = [
-            ("accepted", 4),
-            ("duplicate", 1),
-            ("refused:wrong_signature", 2),
-            ("refused:stale_timestamp", 1),
-            ("refused:something_new", 5),
-        ]
-        .into_iter()
-        .map(|(k, n)| (k.to_owned(), n))
-        .collect();
-        let c = SourceCounts::of(&hour);
-        assert_eq!((c.accepted, c.duplicate, c.rate_limited), (4, 1, 0));
-        let reasons: Vec<(&str, u64)> = c.refused.iter().map(|(r, n)| (r.as_str(), *n)).collect();
-        assert_eq!(
-            reasons,
-            [
-                ("missing_signature", 0),
-                ("malformed_signature", 0),
-                ("wrong_signature", 2),
-                ("stale_timestamp", 1),
-                ("something_new", 5)
-            ]
-        );
-        assert_eq!((c.refused_total(), c.total()), (8, 13));
-        assert_eq!(SourceCounts::of(&BTreeMap::new()).total(), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! The records, counters and request log live in `store::sources`; this
 //! module decides what a valid source is and what a request means.
 
+mod counts;
 mod input;
 mod service;
 mod verify;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use crate::domain::{EventType, SourceId, TenantId};
 
+pub use counts::SourceCounts;
 pub use input::{SourceInput, VerifyDoc};
 pub use service::{IngestError, Ingested, SourceError, SourceService};
 pub use verify::{Encoding, Previous, ProviderSecret, Refusal, Scheme, Signed, Verify, DEFAULT_TOLERANCE_SECONDS};

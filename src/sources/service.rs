@@ -9,6 +9,7 @@ use poem::http::HeaderMap;
 use serde_json::Value;
 
 use crate::{
+    config::IntakeSettings,
     domain::{EventId, NewEvent, SourceId, TenantId},
     events::{EventError, EventService, Posted},
     store::{
@@ -127,16 +128,16 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Option<Value> {
 }
 
 impl SourceService {
-    /// Source operations; `default_rate` is `SOURCE_RATE_LIMIT`,
-    /// `replay_window` `IDEMPOTENCY_TTL`, `timeout` bounds each operation.
-    pub fn new(
-        store: JobStore,
-        events: EventService,
-        timeout: Duration,
-        default_rate: u32,
-        replay_window: Duration,
-    ) -> Self {
-        Self { store, events, timeout, default_rate, replay_window }
+    /// Source operations, with `SOURCE_RATE_LIMIT` and `IDEMPOTENCY_TTL`
+    /// (the replay window) from `intake`; `timeout` bounds each operation.
+    pub fn new(store: JobStore, events: EventService, timeout: Duration, intake: &IntakeSettings) -> Self {
+        Self { store, events, timeout, default_rate: intake.source_rate_limit, replay_window: intake.idempotency_ttl }
+    }
+
+    /// `SOURCE_RATE_LIMIT`: requests per second a source without its own
+    /// `rate_limit` accepts (0: no limit).
+    pub fn default_rate_limit(&self) -> u32 {
+        self.default_rate
     }
 
     async fn bounded<T, E: From<StoreError>>(
